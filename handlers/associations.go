@@ -1,0 +1,136 @@
+package handlers
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/sigil-matrix/sigil/gen"
+	"github.com/sigil-matrix/sigil/handlers/matrixerr"
+	"github.com/sigil-matrix/sigil/handlers/signing"
+	"github.com/sigil-matrix/sigil/store"
+)
+
+// associationLifetime is how long a binding is asserted to hold; like
+// Sydent, effectively until it is unbound.
+const associationLifetime = 100 * 365 * 24 * time.Hour
+
+// association is exactly the signed object homeservers verify: Dendrite
+// re-marshals these six fields before checking the signature, so nothing
+// may be added or left out.
+type association struct {
+	Address   string `json:"address"`
+	Medium    string `json:"medium"`
+	MXID      string `json:"mxid"`
+	NotBefore int64  `json:"not_before"`
+	NotAfter  int64  `json:"not_after"`
+	TS        int64  `json:"ts"`
+}
+
+// lookupPepperKey is where the hashed-lookup pepper is kept.
+const lookupPepperKey = "lookup_pepper"
+
+// pepper returns the current lookup pepper, creating one on first use.
+func (s *Server) pepper(ctx context.Context) (string, error) {
+	p, err := s.store.SettingOrInit(ctx, lookupPepperKey, func() string { return randomString(32, alphanumeric) })
+	if err != nil {
+		return "", fmt.Errorf("lookup pepper: %w", err)
+	}
+	return p, nil
+}
+
+// publish signs and stores the binding of medium/address to mxid and
+// returns the signed association as served to clients.
+func (s *Server) publish(ctx context.Context, medium, address, mxid string) ([]byte, error) {
+	now := s.now()
+	a := association{
+		Address: address, Medium: medium, MXID: mxid,
+		NotBefore: now.UnixMilli(), NotAfter: now.Add(associationLifetime).UnixMilli(), TS: now.UnixMilli(),
+	}
+	signed, err := signing.SignJSON(a, s.cfg.ServerName, s.key)
+	if err != nil {
+		return nil, fmt.Errorf("sign association: %w", err)
+	}
+	raw, err := json.Marshal(signed)
+	if err != nil {
+		return nil, fmt.Errorf("encode association: %w", err)
+	}
+	pepper, err := s.pepper(ctx)
+	if err != nil {
+		return nil, err
+	}
+	err = s.store.PutAssociation(ctx, store.Association{
+		Medium: medium, Address: address, MXID: mxid,
+		TS: a.TS, NotBefore: a.NotBefore, NotAfter: a.NotAfter,
+		Signed: raw, LookupHash: signing.LookupHash(address, medium, pepper),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store association: %w", err)
+	}
+	return raw, nil
+}
+
+// bind publishes the 3PID of a validated session for mxid.
+func (s *Server) bind(ctx context.Context, sid, clientSecret, mxid string) ([]byte, error) {
+	sess, err := s.validatedSession(ctx, sid, clientSecret)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkMXID(mxid); err != nil {
+		return nil, err
+	}
+	raw, err := s.publish(ctx, sess.Medium, sess.Address, mxid)
+	if err != nil {
+		return nil, matrixerr.Unknown(err)
+	}
+	s.afterBind(ctx, sess.Medium, sess.Address, mxid)
+	return raw, nil
+}
+
+// afterBind hands pending invites for the 3PID to its new owner's
+// homeserver. Delivery is queued; the bind answer never waits for it.
+func (s *Server) afterBind(ctx context.Context, medium, address, mxid string) {
+	if s.onBind != nil {
+		if err := s.onBind(ctx, medium, address, mxid); err != nil {
+			s.log.Error("queue onbind", "medium", medium, "mxid", mxid, "err", err)
+		}
+	}
+}
+
+func bindResponse(raw []byte) (gen.Bind200JSONResponse, error) {
+	var r gen.Bind200JSONResponse
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return r, matrixerr.Unknown(fmt.Errorf("decode stored association: %w", err))
+	}
+	return r, nil
+}
+
+// GetValidated3pid is GET .../3pid/getValidated3pid.
+func (s *Server) GetValidated3pid(ctx context.Context, req gen.GetValidated3pidRequestObject) (gen.GetValidated3pidResponseObject, error) {
+	sess, err := s.validatedSession(ctx, req.Params.Sid, req.Params.ClientSecret)
+	if err != nil {
+		return nil, err
+	}
+	at := int(sess.ValidatedAt.UnixMilli())
+	return gen.GetValidated3pid200JSONResponse{Medium: &sess.Medium, Address: &sess.Address, ValidatedAt: &at}, nil
+}
+
+// Bind is POST /_matrix/identity/api/v1/bind, the seed's path.
+func (s *Server) Bind(ctx context.Context, req gen.BindRequestObject) (gen.BindResponseObject, error) {
+	raw, err := s.bind(ctx, req.Body.Sid, req.Body.ClientSecret, req.Body.Mxid)
+	if err != nil {
+		return nil, err
+	}
+	return bindResponse(raw)
+}
+
+// Bind3pid is POST /_matrix/identity/api/v1/3pid/bind, the path homeservers call.
+func (s *Server) Bind3pid(ctx context.Context, req gen.Bind3pidRequestObject) (gen.Bind3pidResponseObject, error) {
+	raw, err := s.bind(ctx, req.Body.Sid, req.Body.ClientSecret, req.Body.Mxid)
+	if err != nil {
+		return nil, err
+	}
+	r, err := bindResponse(raw)
+	return gen.Bind3pid200JSONResponse(r), err
+}

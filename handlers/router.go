@@ -1,0 +1,159 @@
+package handlers
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/labstack/echo/v4"
+
+	"github.com/sigil-matrix/sigil/gen"
+	"github.com/sigil-matrix/sigil/handlers/matrixerr"
+	"github.com/sigil-matrix/sigil/spec/validate"
+)
+
+// HTTPOptions tune the HTTP stack.
+type HTTPOptions struct {
+	MaxBodyBytes int64
+	// DisableV1 answers every legacy v1 route with 404 M_UNRECOGNIZED.
+	DisableV1 bool
+}
+
+// NewHTTP assembles the whole stack: CORS, the spec validator (body limit
+// and form decoding included) and the generated strict router.
+func NewHTTP(s *Server, opts HTTPOptions) (*echo.Echo, error) {
+	doc, err := gen.GetSwagger()
+	if err != nil {
+		return nil, fmt.Errorf("load embedded spec: %w", err)
+	}
+	v, err := validate.New(doc, opts.MaxBodyBytes)
+	if err != nil {
+		return nil, err
+	}
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = s.handleError
+	e.Use(s.recoverPanics)
+	e.Use(cors)
+	if opts.DisableV1 {
+		e.Use(disableV1)
+	}
+	e.Use(v.Middleware())
+	strict := gen.NewStrictHandler(s, []gen.StrictMiddlewareFunc{withRequestInfo})
+	gen.RegisterHandlers(e, strict)
+	return e, nil
+}
+
+// cors sets the headers the spec recommends on every response, errors
+// included, and answers every pre-flight, known route or not.
+func cors(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		h := c.Response().Header()
+		h.Set("Access-Control-Allow-Origin", "*")
+		h.Set("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS")
+		h.Set("Access-Control-Allow-Headers", "Origin, X-Requested-With, Content-Type, Accept, Authorization")
+		if c.Request().Method == http.MethodOptions {
+			return c.JSON(http.StatusOK, struct{}{})
+		}
+		return next(c)
+	}
+}
+
+// withRequestInfo hands the handlers what they may need from the HTTP
+// request (the client IP for rate limits) through the context.
+func withRequestInfo(f gen.StrictHandlerFunc, _ string) gen.StrictHandlerFunc {
+	return func(c echo.Context, req any) (any, error) {
+		r := c.Request()
+		c.SetRequest(r.WithContext(withClientIP(r.Context(), c.RealIP())))
+		return f(c, req)
+	}
+}
+
+func disableV1(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if p := c.Request().URL.Path; p == v1Prefix || strings.HasPrefix(p, v1Prefix+"/") {
+			return matrixerr.Unrecognized(http.StatusNotFound, "The v1 API is disabled on this server")
+		}
+		return next(c)
+	}
+}
+
+// recoverPanics turns a panic into M_UNKNOWN; the cause is logged.
+func (s *Server) recoverPanics(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				err = matrixerr.Unknown(fmt.Errorf("panic: %v", r))
+			}
+		}()
+		return next(c)
+	}
+}
+
+// handleError is the one place errors become responses. Matrix errors keep
+// their status and body; Echo's routing errors become M_UNRECOGNIZED; any
+// other error is a 500 M_UNKNOWN whose cause is logged, never shown.
+func (s *Server) handleError(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	me := s.toMatrix(err)
+	if me.Status >= 500 || me.Cause != nil {
+		s.log.Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path,
+			"errcode", me.Code, "status", me.Status, "err", err)
+	} else {
+		s.log.Debug("request refused", "path", c.Request().URL.Path, "errcode", me.Code)
+	}
+	if route := validate.RouteOf(c); route != nil && htmlOnly(route.Operation.Responses) {
+		body := renderPage("Something went wrong", me.Message, me.Code)
+		_ = c.HTMLBlob(me.Status, body)
+		return
+	}
+	if c.Request().Method == http.MethodHead {
+		_ = c.NoContent(me.Status)
+		return
+	}
+	_ = c.JSON(me.Status, me.Body())
+}
+
+func (s *Server) toMatrix(err error) *matrixerr.Error {
+	if me, ok := matrixerr.As(err); ok {
+		return me
+	}
+	var he *echo.HTTPError
+	if errors.As(err, &he) {
+		switch he.Code {
+		case http.StatusNotFound:
+			return matrixerr.Unrecognized(http.StatusNotFound, "Unrecognized request")
+		case http.StatusMethodNotAllowed:
+			return matrixerr.Unrecognized(http.StatusMethodNotAllowed, "Unrecognized request: method not allowed")
+		case http.StatusRequestEntityTooLarge:
+			return matrixerr.TooLarge("Request body too large")
+		case http.StatusUnsupportedMediaType:
+			return matrixerr.NotJSON("The request body must be JSON")
+		case http.StatusBadRequest:
+			return matrixerr.BadJSON("Malformed request").WithCause(err)
+		}
+	}
+	return matrixerr.Unknown(err)
+}
+
+// htmlOnly reports whether an operation answers only in HTML (the GET
+// submitToken pages), so its errors are pages too.
+func htmlOnly(responses *openapi3.Responses) bool {
+	html := false
+	for _, r := range responses.Map() {
+		if r.Value == nil {
+			continue
+		}
+		for ct := range r.Value.Content {
+			if strings.HasPrefix(ct, "application/json") {
+				return false
+			}
+			html = html || strings.HasPrefix(ct, "text/html")
+		}
+	}
+	return html
+}

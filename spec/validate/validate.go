@@ -1,0 +1,373 @@
+// Package validate checks every request against the embedded OpenAPI
+// document before it reaches the generated router, and turns whatever is
+// wrong into a Matrix error. It also bounds request bodies and turns the
+// deprecated application/x-www-form-urlencoded bodies into typed JSON, so
+// nothing downstream ever sees anything but a valid JSON request.
+package validate
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/labstack/echo/v4"
+
+	"github.com/sigil-matrix/sigil/handlers/matrixerr"
+)
+
+// DefaultMaxBodyBytes bounds request bodies: a bulk lookup of 10,000
+// threepids is well under 1 MiB.
+const DefaultMaxBodyBytes = 1 << 20
+
+// Validator validates requests for the operations of one document.
+type Validator struct {
+	routes  map[string]*routers.Route // "METHOD /echo/:path"
+	maxBody int64
+	options *openapi3filter.Options
+}
+
+// New indexes doc's operations by the route pattern Echo matches them with.
+func New(doc *openapi3.T, maxBodyBytes int64) (*Validator, error) {
+	if maxBodyBytes <= 0 {
+		maxBodyBytes = DefaultMaxBodyBytes
+	}
+	v := &Validator{
+		routes:  map[string]*routers.Route{},
+		maxBody: maxBodyBytes,
+		options: &openapi3filter.Options{
+			MultiError:         true,
+			KeepValidatedValue: true,
+			// Authentication is checked by the v2 auth middleware, which
+			// needs the database; here only the shape of requests matters.
+			AuthenticationFunc: openapi3filter.NoopAuthenticationFunc,
+		},
+	}
+	for path, item := range doc.Paths.Map() {
+		for method, op := range item.Operations() {
+			v.routes[method+" "+EchoPath(path)] = &routers.Route{
+				Spec: doc, Path: path, PathItem: item, Method: method, Operation: op,
+			}
+		}
+	}
+	return v, nil
+}
+
+// EchoPath converts an OpenAPI path template to Echo's (`{id}` → `:id`), the
+// same way oapi-codegen registers the generated handlers.
+func EchoPath(p string) string {
+	var b strings.Builder
+	for {
+		i := strings.IndexByte(p, '{')
+		if i < 0 {
+			b.WriteString(p)
+			return b.String()
+		}
+		j := strings.IndexByte(p[i:], '}')
+		if j < 0 {
+			b.WriteString(p)
+			return b.String()
+		}
+		b.WriteString(p[:i])
+		b.WriteByte(':')
+		b.WriteString(p[i+1 : i+j])
+		p = p[i+j+1:]
+	}
+}
+
+// RouteOf returns the OpenAPI route the validator matched for this request,
+// for middleware that acts on what the spec says (e.g. `security`).
+func RouteOf(c echo.Context) *routers.Route {
+	r, _ := c.Get("sigil.route").(*routers.Route)
+	return r
+}
+
+// Route looks up the operation Echo matched.
+func (v *Validator) Route(c echo.Context) *routers.Route {
+	return v.routes[c.Request().Method+" "+c.Path()]
+}
+
+// Middleware validates the request of every known operation. Requests Echo
+// could not route pass through untouched so its 404/405 handlers answer.
+func (v *Validator) Middleware() echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			route := v.Route(c)
+			if route == nil {
+				return next(c)
+			}
+			c.Set("sigil.route", route)
+			if err := v.validate(c, route); err != nil {
+				return err
+			}
+			return next(c)
+		}
+	}
+}
+
+func (v *Validator) validate(c echo.Context, route *routers.Route) error {
+	req := c.Request()
+	if rb := route.Operation.RequestBody; rb != nil && rb.Value != nil {
+		if err := v.prepareBody(req, rb.Value); err != nil {
+			return err
+		}
+	}
+	params := make(map[string]string, len(c.ParamNames()))
+	for i, name := range c.ParamNames() {
+		params[name] = c.ParamValues()[i]
+	}
+	in := &openapi3filter.RequestValidationInput{
+		Request:    req,
+		PathParams: params,
+		Route:      route,
+		Options:    v.options,
+	}
+	if err := openapi3filter.ValidateRequest(req.Context(), in); err != nil {
+		return toMatrix(err)
+	}
+	return nil
+}
+
+// prepareBody reads the body within the size limit and leaves it as JSON:
+// form bodies are converted using the schema's property types, and a body
+// sent with no or another content type is taken to be JSON, as Matrix
+// clients are not obliged to label it.
+func (v *Validator) prepareBody(req *http.Request, rb *openapi3.RequestBody) error {
+	if req.ContentLength > v.maxBody {
+		return matrixerr.TooLarge(fmt.Sprintf("Request body is larger than %d bytes", v.maxBody))
+	}
+	var data []byte
+	if req.Body != nil && req.Body != http.NoBody {
+		var err error
+		data, err = io.ReadAll(io.LimitReader(req.Body, v.maxBody+1))
+		req.Body.Close()
+		if err != nil {
+			return matrixerr.BadJSON("Could not read the request body").WithCause(err)
+		}
+		if int64(len(data)) > v.maxBody {
+			return matrixerr.TooLarge(fmt.Sprintf("Request body is larger than %d bytes", v.maxBody))
+		}
+	}
+	ct, _, _ := mime.ParseMediaType(req.Header.Get(echo.HeaderContentType))
+	trimmed := bytes.TrimSpace(data)
+	// curl and some scripts label JSON as a form; a body that is a JSON
+	// object is JSON whatever its label says.
+	looksJSON := len(trimmed) > 0 && trimmed[0] == '{' && json.Valid(trimmed)
+	if ct == echo.MIMEApplicationForm && !looksJSON {
+		converted, err := formToJSON(data, bodySchema(rb))
+		if err != nil {
+			return err
+		}
+		data = converted
+	} else if len(trimmed) == 0 {
+		if rb.Required {
+			return matrixerr.NotJSON("The request body must be a JSON object")
+		}
+	} else if !json.Valid(data) {
+		return matrixerr.NotJSON("The request body is not valid JSON")
+	} else if trimmed[0] != '{' {
+		return matrixerr.BadJSON("The request body must be a JSON object")
+	}
+	req.Header.Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
+	req.Body = io.NopCloser(bytes.NewReader(data))
+	req.ContentLength = int64(len(data))
+	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil }
+	return nil
+}
+
+func bodySchema(rb *openapi3.RequestBody) *openapi3.Schema {
+	if mt := rb.Content.Get(echo.MIMEApplicationJSON); mt != nil && mt.Schema != nil {
+		return mt.Schema.Value
+	}
+	return nil
+}
+
+// formToJSON turns a form body into a JSON object, typing each value by the
+// schema: integers, numbers and booleans are parsed, arrays collect repeated
+// keys, anything else stays a string. A value that does not parse stays a
+// string, so schema validation reports it as the wrong type.
+func formToJSON(data []byte, schema *openapi3.Schema) ([]byte, error) {
+	values, err := url.ParseQuery(string(data))
+	if err != nil {
+		return nil, matrixerr.BadJSON("The form-encoded body could not be parsed")
+	}
+	obj := make(map[string]any, len(values))
+	for key, vals := range values {
+		var prop *openapi3.Schema
+		if schema != nil {
+			if p := schema.Properties[key]; p != nil {
+				prop = p.Value
+			}
+		}
+		obj[key] = typedFormValue(vals, prop)
+	}
+	return json.Marshal(obj)
+}
+
+func typedFormValue(vals []string, prop *openapi3.Schema) any {
+	if prop != nil && prop.Type.Is("array") {
+		out := make([]any, len(vals))
+		var item *openapi3.Schema
+		if prop.Items != nil {
+			item = prop.Items.Value
+		}
+		for i, s := range vals {
+			out[i] = typedScalar(s, item)
+		}
+		return out
+	}
+	return typedScalar(vals[len(vals)-1], prop)
+}
+
+func typedScalar(s string, prop *openapi3.Schema) any {
+	if prop == nil {
+		return s
+	}
+	switch {
+	case prop.Type.Is("integer"), prop.Type.Is("number"):
+		var n json.Number
+		if err := json.Unmarshal([]byte(s), &n); err == nil {
+			return n
+		}
+	case prop.Type.Is("boolean"):
+		switch s {
+		case "true":
+			return true
+		case "false":
+			return false
+		}
+	}
+	return s
+}
+
+// toMatrix maps kin-openapi's validation errors to one Matrix error: every
+// missing parameter is named together; otherwise the first problem is
+// reported, with kin-openapi's reason but never the offending value.
+func toMatrix(err error) error {
+	var missing, invalid []string
+	var notJSON bool
+	for _, e := range flatten(err) {
+		reqErr, ok := e.(*openapi3filter.RequestError)
+		if !ok {
+			invalid = append(invalid, "the request does not match the API description")
+			continue
+		}
+		switch {
+		case errors.Is(reqErr.Err, openapi3filter.ErrInvalidRequired) && reqErr.Parameter != nil:
+			missing = append(missing, reqErr.Parameter.Name)
+		case errors.Is(reqErr.Err, openapi3filter.ErrInvalidRequired):
+			notJSON = true
+		case reqErr.Parameter != nil:
+			invalid = append(invalid, fmt.Sprintf("%s: %s", reqErr.Parameter.Name, paramReason(reqErr)))
+		default:
+			m, inv := schemaProblems(reqErr.Err)
+			missing = append(missing, m...)
+			invalid = append(invalid, inv...)
+			if len(m) == 0 && len(inv) == 0 {
+				invalid = append(invalid, reqErr.Reason)
+			}
+		}
+	}
+	switch {
+	case len(missing) > 0:
+		sort.Strings(missing)
+		return matrixerr.MissingParams(dedupe(missing)...)
+	case notJSON:
+		return matrixerr.NotJSON("The request body must be a JSON object")
+	case len(invalid) > 0:
+		return matrixerr.InvalidParam(strings.Join(dedupe(invalid), "; "))
+	}
+	return matrixerr.InvalidParam("The request is invalid")
+}
+
+func paramReason(e *openapi3filter.RequestError) string {
+	var se *openapi3.SchemaError
+	if errors.As(e.Err, &se) {
+		return se.Reason
+	}
+	if e.Reason != "" {
+		return e.Reason
+	}
+	return "invalid value"
+}
+
+// schemaProblems splits body schema errors into missing fields (dotted
+// paths) and other problems ("field: reason").
+func schemaProblems(err error) (missing, invalid []string) {
+	for _, e := range flattenCause(err) {
+		var se *openapi3.SchemaError
+		if !errors.As(e, &se) {
+			continue
+		}
+		path := strings.Join(se.JSONPointer(), ".")
+		if se.SchemaField == "required" {
+			missing = append(missing, path)
+			continue
+		}
+		if path == "" {
+			path = "body"
+		}
+		invalid = append(invalid, path+": "+se.Reason)
+	}
+	return missing, invalid
+}
+
+// flatten expands kin-openapi's nested MultiErrors into RequestErrors that
+// each carry one cause. Type switches, not errors.As: a RequestError unwraps
+// to its cause, which must stay attached to it.
+func flatten(err error) []error {
+	switch e := err.(type) {
+	case openapi3.MultiError:
+		var out []error
+		for _, inner := range e {
+			out = append(out, flatten(inner)...)
+		}
+		return out
+	case *openapi3filter.RequestError:
+		if inner, ok := e.Err.(openapi3.MultiError); ok && len(inner) > 0 {
+			var out []error
+			for _, cause := range inner {
+				for _, c := range flattenCause(cause) {
+					cp := *e
+					cp.Err = c
+					out = append(out, &cp)
+				}
+			}
+			return out
+		}
+	}
+	return []error{err}
+}
+
+// flattenCause expands nested schema MultiErrors.
+func flattenCause(err error) []error {
+	if me, ok := err.(openapi3.MultiError); ok {
+		var out []error
+		for _, e := range me {
+			out = append(out, flattenCause(e)...)
+		}
+		return out
+	}
+	return []error{err}
+}
+
+func dedupe(s []string) []string {
+	seen := map[string]bool{}
+	out := s[:0]
+	for _, x := range s {
+		if !seen[x] {
+			seen[x] = true
+			out = append(out, x)
+		}
+	}
+	return out
+}

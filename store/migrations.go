@@ -1,0 +1,120 @@
+package store
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/go-gormigrate/gormigrate/v2"
+	"gorm.io/gorm"
+)
+
+// migrationsTable records the IDs of the applied migrations.
+const migrationsTable = "schema_migrations"
+
+// migrateLockKey is the PostgreSQL advisory lock that serialises concurrent
+// migrators (e.g. several replicas starting at once).
+const migrateLockKey int64 = 0x5369_6769_6c00 // "Sigil\0"
+
+// migrations is the ordered list of schema migrations. Each declares its own
+// frozen copies of the models it creates, so later changes to models.go never
+// alter what an old migration does. Never edit or reorder an applied
+// migration: append a new one.
+func migrations() []*gormigrate.Migration {
+	return []*gormigrate.Migration{
+		{
+			ID: "0001_initial",
+			Migrate: func(tx *gorm.DB) error {
+				type Session struct {
+					ID           uint       `gorm:"primaryKey"`
+					SID          string     `gorm:"column:sid;size:255;not null;uniqueIndex:idx_sessions_sid"`
+					Medium       string     `gorm:"not null;uniqueIndex:idx_sessions_3pid_secret,priority:1"`
+					Address      string     `gorm:"not null;uniqueIndex:idx_sessions_3pid_secret,priority:2"`
+					ClientSecret string     `gorm:"not null;uniqueIndex:idx_sessions_3pid_secret,priority:3"`
+					Token        string     `gorm:"not null"`
+					SendAttempt  int        `gorm:"not null"`
+					NextLink     string     `gorm:"not null"`
+					CreatedAt    time.Time  `gorm:"not null"`
+					ModifiedAt   time.Time  `gorm:"not null;index:idx_sessions_modified_at"`
+					ValidatedAt  *time.Time ``
+				}
+				type Association struct {
+					ID         uint      `gorm:"primaryKey"`
+					Medium     string    `gorm:"not null;uniqueIndex:idx_associations_3pid,priority:1"`
+					Address    string    `gorm:"not null;uniqueIndex:idx_associations_3pid,priority:2"`
+					MXID       string    `gorm:"column:mxid;not null;index:idx_associations_mxid"`
+					TS         int64     `gorm:"column:ts;not null"`
+					NotBefore  int64     `gorm:"not null"`
+					NotAfter   int64     `gorm:"not null"`
+					Signed     []byte    ``
+					LookupHash string    `gorm:"not null;index:idx_associations_lookup_hash"`
+					CreatedAt  time.Time `gorm:"not null"`
+				}
+				return tx.Migrator().CreateTable(&Session{}, &Association{})
+			},
+			Rollback: func(tx *gorm.DB) error {
+				return tx.Migrator().DropTable("associations", "sessions")
+			},
+		},
+		{
+			ID: "0002_invites",
+			Migrate: func(tx *gorm.DB) error {
+				type Invite struct {
+					ID                  uint       `gorm:"primaryKey"`
+					Token               string     `gorm:"size:255;not null;uniqueIndex:idx_invites_token"`
+					Medium              string     `gorm:"not null;index:idx_invites_3pid,priority:1"`
+					Address             string     `gorm:"not null;index:idx_invites_3pid,priority:2"`
+					RoomID              string     `gorm:"not null"`
+					Sender              string     `gorm:"not null"`
+					EphemeralPublicKey  string     `gorm:"not null;index:idx_invites_ephemeral_public_key"`
+					EphemeralPrivateKey string     `gorm:"not null"`
+					Params              []byte     ``
+					CreatedAt           time.Time  `gorm:"not null"`
+					DeliveredAt         *time.Time ``
+				}
+				return tx.Migrator().CreateTable(&Invite{})
+			},
+			Rollback: func(tx *gorm.DB) error {
+				return tx.Migrator().DropTable("invites")
+			},
+		},
+		{
+			ID: "0003_settings",
+			Migrate: func(tx *gorm.DB) error {
+				type Setting struct {
+					Key   string `gorm:"primaryKey;size:255"`
+					Value string `gorm:"not null"`
+				}
+				return tx.Migrator().CreateTable(&Setting{})
+			},
+			Rollback: func(tx *gorm.DB) error {
+				return tx.Migrator().DropTable("settings")
+			},
+		},
+	}
+}
+
+// migrateTo applies migrations up to and including id ("" means all), in one
+// transaction (both SQLite and PostgreSQL have transactional DDL). On SQLite
+// the transaction is BEGIN IMMEDIATE, and on PostgreSQL an advisory lock is
+// taken, so concurrent migrators wait for each other. A database that has a
+// migration this binary does not know (i.e. a newer schema) is refused.
+func migrateTo(db *gorm.DB, id string) error {
+	return db.Transaction(func(tx *gorm.DB) error {
+		if tx.Dialector.Name() == "postgres" {
+			if err := tx.Exec("SELECT pg_advisory_xact_lock(?)", migrateLockKey).Error; err != nil {
+				return fmt.Errorf("lock: %w", err)
+			}
+		}
+		m := gormigrate.New(tx, &gormigrate.Options{
+			TableName:                 migrationsTable,
+			IDColumnName:              "id",
+			IDColumnSize:              255,
+			UseTransaction:            false, // we already are in one
+			ValidateUnknownMigrations: true,
+		}, migrations())
+		if id == "" {
+			return m.Migrate()
+		}
+		return m.MigrateTo(id)
+	})
+}

@@ -1,0 +1,301 @@
+// Package store is Sigil's persistence layer: GORM models, versioned schema
+// migrations and the queries the identity server needs. It runs unchanged on
+// SQLite (mattn/go-sqlite3) and PostgreSQL (pgx).
+//
+// The package knows nothing about HTTP or Matrix types: 3PIDs, MXIDs, tokens
+// and signed JSON are plain strings and bytes, canonicalised by the caller.
+//
+// All times are stored in UTC, truncated to microseconds (PostgreSQL's
+// timestamp precision) so that a value read back equals the value written on
+// both dialects.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"gorm.io/driver/postgres"
+	"gorm.io/driver/sqlite"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+)
+
+// Dialect names returned by Store.Dialect.
+const (
+	DialectSQLite   = "sqlite"
+	DialectPostgres = "postgres"
+)
+
+var (
+	// ErrNotFound is returned when a looked-up row does not exist (or is
+	// outside its validity window).
+	ErrNotFound = errors.New("store: not found")
+	// ErrDuplicate is returned when an insert violates a unique constraint
+	// (e.g. an invite token that already exists).
+	ErrDuplicate = errors.New("store: duplicate")
+)
+
+// Store is a handle on the database. It is safe for concurrent use.
+type Store struct {
+	// db is the general pool used for reads (and returned by DB()).
+	db *gorm.DB
+	// wdb is used for every write. On SQLite it is a separate pool holding a
+	// single connection, so writers queue in Go instead of spinning on
+	// SQLITE_BUSY; on PostgreSQL it is the same pool as db.
+	wdb     *gorm.DB
+	dialect string
+}
+
+// sqliteParams are appended to every SQLite DSN. _txlock=immediate makes every
+// transaction BEGIN IMMEDIATE, so a read-then-write transaction takes the
+// write lock up front (waiting up to busy_timeout) instead of failing with
+// SQLITE_BUSY when it tries to upgrade.
+var sqliteParams = [][2]string{
+	{"_journal_mode", "WAL"},
+	{"_busy_timeout", "5000"},
+	{"_foreign_keys", "on"},
+	{"_synchronous", "NORMAL"},
+	{"_txlock", "immediate"},
+}
+
+// Open connects to the database named by dsn and applies all pending
+// migrations.
+//
+// "postgres://..." and "postgresql://..." select PostgreSQL; anything else is
+// a SQLite file path, optionally prefixed "sqlite:" (or "sqlite://"). The
+// parent directory of a SQLite file is created with mode 0700 and a new
+// database file with mode 0600.
+func Open(ctx context.Context, dsn string) (*Store, error) {
+	s, err := open(ctx, dsn)
+	if err != nil {
+		return nil, err
+	}
+	if err := migrateTo(s.wdb.WithContext(ctx), ""); err != nil {
+		_ = s.Close()
+		return nil, fmt.Errorf("store: migrate: %w", err)
+	}
+	return s, nil
+}
+
+// open connects without migrating.
+func open(ctx context.Context, dsn string) (*Store, error) {
+	if isPostgresDSN(dsn) {
+		return openPostgres(ctx, dsn)
+	}
+	return openSQLite(ctx, dsn)
+}
+
+func isPostgresDSN(dsn string) bool {
+	l := strings.ToLower(dsn)
+	return strings.HasPrefix(l, "postgres://") || strings.HasPrefix(l, "postgresql://")
+}
+
+func gormConfig() *gorm.Config {
+	return &gorm.Config{
+		Logger:                 slogLogger{},
+		NowFunc:                func() time.Time { return utc(time.Now()) },
+		SkipDefaultTransaction: true, // single statements are atomic; we open transactions explicitly
+		TranslateError:         true,
+	}
+}
+
+func openPostgres(ctx context.Context, dsn string) (*Store, error) {
+	db, err := gorm.Open(postgres.New(postgres.Config{DSN: dsn}), gormConfig())
+	if err != nil {
+		return nil, fmt.Errorf("store: open postgres: %w", err)
+	}
+	sqlDB, err := db.DB()
+	if err != nil {
+		return nil, fmt.Errorf("store: open postgres: %w", err)
+	}
+	sqlDB.SetMaxOpenConns(20)
+	sqlDB.SetMaxIdleConns(10)
+	sqlDB.SetConnMaxLifetime(30 * time.Minute)
+	sqlDB.SetConnMaxIdleTime(5 * time.Minute)
+	if err := sqlDB.PingContext(ctx); err != nil {
+		_ = sqlDB.Close()
+		return nil, fmt.Errorf("store: open postgres: %w", err)
+	}
+	return &Store{db: db, wdb: db, dialect: DialectPostgres}, nil
+}
+
+func openSQLite(ctx context.Context, dsn string) (*Store, error) {
+	path := dsn
+	if strings.HasPrefix(path, "sqlite:") {
+		path = strings.TrimPrefix(path, "sqlite:")
+		path = strings.TrimPrefix(path, "//")
+	}
+	if path == "" {
+		return nil, errors.New("store: open sqlite: empty path")
+	}
+	full, file, memory := sqliteDSN(path)
+	if !memory {
+		if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
+			return nil, fmt.Errorf("store: open sqlite: create directory: %w", err)
+		}
+		// Pre-create the file so it is not world-readable; SQLite gives the
+		// -wal and -shm files the same permissions.
+		f, err := os.OpenFile(file, os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("store: open sqlite: %w", err)
+		}
+		_ = f.Close()
+	}
+
+	rdb, err := openSQLitePool(ctx, full)
+	if err != nil {
+		return nil, err
+	}
+	if memory {
+		// Every connection to ":memory:" is a distinct database: use exactly one.
+		sqlDB, _ := rdb.DB()
+		sqlDB.SetMaxOpenConns(1)
+		return &Store{db: rdb, wdb: rdb, dialect: DialectSQLite}, nil
+	}
+	readers := max(4, 2*runtime.GOMAXPROCS(0))
+	sqlDB, _ := rdb.DB()
+	sqlDB.SetMaxOpenConns(readers)
+	sqlDB.SetMaxIdleConns(readers)
+	sqlDB.SetConnMaxIdleTime(10 * time.Minute)
+
+	wdb, err := openSQLitePool(ctx, full)
+	if err != nil {
+		_ = sqlDB.Close()
+		return nil, err
+	}
+	wsql, _ := wdb.DB()
+	wsql.SetMaxOpenConns(1)
+	wsql.SetMaxIdleConns(1)
+	return &Store{db: rdb, wdb: wdb, dialect: DialectSQLite}, nil
+}
+
+func openSQLitePool(ctx context.Context, dsn string) (*gorm.DB, error) {
+	db, err := gorm.Open(sqlite.Open(dsn), gormConfig())
+	if err != nil {
+		return nil, fmt.Errorf("store: open sqlite: %w", err)
+	}
+	sqlDB, err := db.DB()
+	if err != nil {
+		return nil, fmt.Errorf("store: open sqlite: %w", err)
+	}
+	if err := sqlDB.PingContext(ctx); err != nil {
+		_ = sqlDB.Close()
+		return nil, fmt.Errorf("store: open sqlite: %w", err)
+	}
+	return db, nil
+}
+
+// sqliteDSN adds the connection parameters to a SQLite path (which may
+// already carry a "?query"). It returns the full DSN, the file-system path and
+// whether the database is in-memory.
+func sqliteDSN(path string) (dsn, file string, memory bool) {
+	file, query, _ := strings.Cut(path, "?")
+	existing, _ := url.ParseQuery(query)
+	var b strings.Builder
+	b.WriteString(path)
+	sep := "?"
+	if query != "" || strings.HasSuffix(path, "?") {
+		sep = "&"
+	}
+	for _, p := range sqliteParams {
+		if existing.Has(p[0]) {
+			continue
+		}
+		b.WriteString(sep)
+		b.WriteString(p[0])
+		b.WriteByte('=')
+		b.WriteString(p[1])
+		sep = "&"
+	}
+	memory = file == ":memory:" || existing.Get("mode") == "memory"
+	file = strings.TrimPrefix(file, "file:")
+	return b.String(), file, memory
+}
+
+// Close closes the database connections.
+func (s *Store) Close() error {
+	var errs []error
+	if sqlDB, err := s.db.DB(); err == nil {
+		errs = append(errs, sqlDB.Close())
+	}
+	if s.wdb != s.db {
+		if sqlDB, err := s.wdb.DB(); err == nil {
+			errs = append(errs, sqlDB.Close())
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("store: close: %w", err)
+	}
+	return nil
+}
+
+// DB returns the underlying GORM handle (the read pool on SQLite; writes
+// through it are still safe thanks to busy_timeout and immediate
+// transactions).
+func (s *Store) DB() *gorm.DB { return s.db }
+
+// Dialect returns "sqlite" or "postgres".
+func (s *Store) Dialect() string { return s.dialect }
+
+// utc normalises a time for storage.
+func utc(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
+
+func utcPtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+// wrap maps GORM errors onto the package's sentinels and adds context.
+func wrap(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	switch {
+	case errors.Is(err, gorm.ErrRecordNotFound):
+		err = ErrNotFound
+	case errors.Is(err, gorm.ErrDuplicatedKey):
+		err = ErrDuplicate
+	}
+	return fmt.Errorf("store: %s: %w", op, err)
+}
+
+// slogLogger is a GORM logger that is silent except for failed statements,
+// which go to slog at error level. Statement parameters are never logged:
+// they include secrets such as client secrets and tokens.
+type slogLogger struct{}
+
+func (l slogLogger) LogMode(logger.LogLevel) logger.Interface { return l }
+func (slogLogger) Info(context.Context, string, ...any)       {}
+func (slogLogger) Warn(context.Context, string, ...any)       {}
+
+func (slogLogger) Error(ctx context.Context, msg string, args ...any) {
+	slog.ErrorContext(ctx, "store: "+fmt.Sprintf(msg, args...))
+}
+
+func (slogLogger) Trace(ctx context.Context, begin time.Time, fc func() (string, int64), err error) {
+	if err == nil ||
+		errors.Is(err, gorm.ErrRecordNotFound) ||
+		errors.Is(err, gorm.ErrDuplicatedKey) ||
+		errors.Is(err, context.Canceled) ||
+		errors.Is(err, context.DeadlineExceeded) {
+		return
+	}
+	sql, rows := fc()
+	slog.ErrorContext(ctx, "store: query failed", "err", err, "sql", sql, "rows", rows, "elapsed", time.Since(begin))
+}
+
+// ParamsFilter drops statement parameters from logged SQL.
+func (slogLogger) ParamsFilter(_ context.Context, sql string, _ ...any) (string, []any) {
+	return sql, nil
+}
