@@ -21,10 +21,6 @@ func (s *Server) GetPingV1(ctx context.Context, req gen.GetPingV1RequestObject) 
 	return nil, errNotImplemented
 }
 
-// UnbindV1 stubs POST /_matrix/identity/api/v1/3pid/unbind.
-func (s *Server) UnbindV1(ctx context.Context, req gen.UnbindV1RequestObject) (gen.UnbindV1ResponseObject, error) {
-	return nil, errNotImplemented
-}
 
 // BulkLookup stubs POST /_matrix/identity/api/v1/bulk_lookup.
 func (s *Server) BulkLookup(ctx context.Context, req gen.BulkLookupRequestObject) (gen.BulkLookupResponseObject, error) {
@@ -81,10 +77,6 @@ func (s *Server) GetValidated3pidV2(ctx context.Context, req gen.GetValidated3pi
 	return nil, errNotImplemented
 }
 
-// UnbindV2 stubs POST /_matrix/identity/v2/3pid/unbind.
-func (s *Server) UnbindV2(ctx context.Context, req gen.UnbindV2RequestObject) (gen.UnbindV2ResponseObject, error) {
-	return nil, errNotImplemented
-}
 
 // GetAccount stubs GET /_matrix/identity/v2/account.
 func (s *Server) GetAccount(ctx context.Context, req gen.GetAccountRequestObject) (gen.GetAccountResponseObject, error) {
