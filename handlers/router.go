@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -66,7 +67,9 @@ func cors(next echo.HandlerFunc) echo.HandlerFunc {
 func withRequestInfo(f gen.StrictHandlerFunc, _ string) gen.StrictHandlerFunc {
 	return func(c echo.Context, req any) (any, error) {
 		r := c.Request()
-		c.SetRequest(r.WithContext(withClientIP(r.Context(), c.RealIP())))
+		ctx := withClientIP(r.Context(), c.RealIP())
+		ctx = context.WithValue(ctx, httpRequestKey, r)
+		c.SetRequest(r.WithContext(ctx))
 		return f(c, req)
 	}
 }

@@ -9,9 +9,11 @@ import (
 	"fmt"
 	"log/slog"
 	"math/big"
+	"net/http"
 	"time"
 
 	"github.com/sigil-matrix/sigil/gen"
+	"github.com/sigil-matrix/sigil/handlers/federation"
 	"github.com/sigil-matrix/sigil/handlers/mail"
 	"github.com/sigil-matrix/sigil/handlers/ratelimit"
 	"github.com/sigil-matrix/sigil/handlers/signing"
@@ -60,7 +62,10 @@ type Deps struct {
 	Key       signing.Key
 	Mail      mail.Sender
 	Templates *mail.Templates
-	Logger    *slog.Logger
+	// Federation talks to homeservers (key fetches, onbind, OpenID); its
+	// guard refuses private addresses unless configured otherwise.
+	Federation *federation.Client
+	Logger     *slog.Logger
 	// Now is the clock; tests move it to expire sessions.
 	Now func() time.Time
 }
@@ -74,6 +79,7 @@ type Server struct {
 	templates  *mail.Templates
 	log        *slog.Logger
 	now        func() time.Time
+	fed        *federation.Client
 	mailByAddr *ratelimit.Limiter
 	mailByIP   *ratelimit.Limiter
 	// onBind, when set, queues delivery of pending invites after a bind.
@@ -96,26 +102,42 @@ func New(cfg Config, d Deps) (*Server, error) {
 		}
 		d.Templates = t
 	}
+	if d.Federation == nil {
+		d.Federation = federation.NewClient(federation.ClientOptions{})
+	}
 	if d.Logger == nil {
 		d.Logger = slog.Default()
 	}
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	return &Server{
+	srv := &Server{
 		cfg: cfg, store: d.Store, key: d.Key, mail: d.Mail, templates: d.Templates,
-		log: d.Logger, now: d.Now,
+		log: d.Logger, now: d.Now, fed: d.Federation,
 		mailByAddr: ratelimit.New(cfg.MailEvery, cfg.MailBurst),
 		mailByIP:   ratelimit.New(cfg.MailEvery/10, cfg.MailBurst*10),
-	}, nil
+	}
+	srv.onBind = srv.queueOnBind
+	return srv, nil
 }
 
 type ctxKey int
 
-const clientIPKey ctxKey = iota
+const (
+	clientIPKey ctxKey = iota
+	httpRequestKey
+)
 
 func withClientIP(ctx context.Context, ip string) context.Context {
 	return context.WithValue(ctx, clientIPKey, ip)
+}
+
+// httpRequest is the request being handled, for the few handlers that need
+// more than the typed input (the X-Matrix signature covers the raw URI and
+// body). Its GetBody returns the body bytes as received.
+func httpRequest(ctx context.Context) *http.Request {
+	r, _ := ctx.Value(httpRequestKey).(*http.Request)
+	return r
 }
 
 func clientIP(ctx context.Context) string {

@@ -21,7 +21,6 @@ func (s *Server) GetPingV1(ctx context.Context, req gen.GetPingV1RequestObject) 
 	return nil, errNotImplemented
 }
 
-
 // BulkLookup stubs POST /_matrix/identity/api/v1/bulk_lookup.
 func (s *Server) BulkLookup(ctx context.Context, req gen.BulkLookupRequestObject) (gen.BulkLookupResponseObject, error) {
 	return nil, errNotImplemented
@@ -76,7 +75,6 @@ func (s *Server) BindV2(ctx context.Context, req gen.BindV2RequestObject) (gen.B
 func (s *Server) GetValidated3pidV2(ctx context.Context, req gen.GetValidated3pidV2RequestObject) (gen.GetValidated3pidV2ResponseObject, error) {
 	return nil, errNotImplemented
 }
-
 
 // GetAccount stubs GET /_matrix/identity/v2/account.
 func (s *Server) GetAccount(ctx context.Context, req gen.GetAccountRequestObject) (gen.GetAccountResponseObject, error) {

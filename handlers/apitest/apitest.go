@@ -7,6 +7,7 @@ package apitest
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -27,6 +28,7 @@ import (
 
 	"github.com/sigil-matrix/sigil/gen"
 	"github.com/sigil-matrix/sigil/handlers"
+	"github.com/sigil-matrix/sigil/handlers/federation"
 	"github.com/sigil-matrix/sigil/handlers/mail"
 	"github.com/sigil-matrix/sigil/handlers/mail/mailtest"
 	"github.com/sigil-matrix/sigil/handlers/signing"
@@ -75,6 +77,9 @@ type Setup struct {
 	DSN string
 	// Templates overrides the built-in mail templates.
 	TemplatesDir string
+	// Federation is the client for homeservers; by default it may reach
+	// loopback and skips certificate checks, for fedtest homeservers.
+	Federation *federation.Client
 	// Wire runs after the server is built and before it serves, for
 	// components other issues add (onbind delivery, accounts...).
 	Wire func(*Env)
@@ -123,7 +128,14 @@ func New(t testing.TB, options ...func(*Setup)) *Env {
 		s.Config.PublicBaseURL = e.URL
 	}
 	e.Config = s.Config
-	srv, err := handlers.New(s.Config, handlers.Deps{Store: st, Key: key, Mail: sender, Templates: tmpl, Logger: log, Now: clock.Now})
+	if s.Federation == nil {
+		s.Federation = federation.NewClient(federation.ClientOptions{
+			AllowPrivate: true, TLSConfig: &tls.Config{InsecureSkipVerify: true}, Timeout: 5 * time.Second,
+		})
+	}
+	srv, err := handlers.New(s.Config, handlers.Deps{
+		Store: st, Key: key, Mail: sender, Templates: tmpl, Logger: log, Now: clock.Now, Federation: s.Federation,
+	})
 	if err != nil {
 		t.Fatalf("handlers: %v", err)
 	}
@@ -138,6 +150,10 @@ func New(t testing.TB, options ...func(*Setup)) *Env {
 	ts.Config.Handler = h
 	ts.Start()
 	t.Cleanup(ts.Close)
+	workerCtx, stopWorker := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); srv.RunOnBindWorker(workerCtx) }()
+	t.Cleanup(func() { stopWorker(); <-done })
 	e.HTTP = &http.Client{
 		Timeout:       10 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -248,7 +264,10 @@ func (e *Env) Do(r Request) *Response {
 }
 
 // Get, Post: shorthands.
-func (e *Env) Get(path string) *Response { e.T.Helper(); return e.Do(Request{Method: "GET", Path: path}) }
+func (e *Env) Get(path string) *Response {
+	e.T.Helper()
+	return e.Do(Request{Method: "GET", Path: path})
+}
 func (e *Env) Post(path string, body any) *Response {
 	e.T.Helper()
 	return e.Do(Request{Method: "POST", Path: path, Body: body})

@@ -75,8 +75,8 @@ func New(status int, code, message string) *Error {
 
 // Request shape.
 
-func NotJSON(msg string) *Error  { return New(http.StatusBadRequest, "M_NOT_JSON", msg) }
-func BadJSON(msg string) *Error  { return New(http.StatusBadRequest, "M_BAD_JSON", msg) }
+func NotJSON(msg string) *Error { return New(http.StatusBadRequest, "M_NOT_JSON", msg) }
+func BadJSON(msg string) *Error { return New(http.StatusBadRequest, "M_BAD_JSON", msg) }
 func InvalidParam(msg string) *Error {
 	return New(http.StatusBadRequest, "M_INVALID_PARAM", msg)
 }
