@@ -90,6 +90,26 @@ func migrations() []*gormigrate.Migration {
 				return tx.Migrator().DropTable("settings")
 			},
 		},
+		{
+			ID: "0004_accounts",
+			Migrate: func(tx *gorm.DB) error {
+				type Account struct {
+					ID        uint      `gorm:"primaryKey"`
+					TokenHash string    `gorm:"size:64;not null;uniqueIndex:idx_accounts_token_hash"`
+					UserID    string    `gorm:"not null;index:idx_accounts_user_id"`
+					CreatedAt time.Time `gorm:"not null"`
+				}
+				type TermsAcceptance struct {
+					UserID     string    `gorm:"primaryKey;size:255"`
+					URL        string    `gorm:"column:url;primaryKey;size:1024"`
+					AcceptedAt time.Time `gorm:"not null"`
+				}
+				return tx.Migrator().CreateTable(&Account{}, &TermsAcceptance{})
+			},
+			Rollback: func(tx *gorm.DB) error {
+				return tx.Migrator().DropTable("terms_acceptances", "accounts")
+			},
+		},
 	}
 }
 
