@@ -134,3 +134,26 @@ func (s *Server) Bind3pid(ctx context.Context, req gen.Bind3pidRequestObject) (g
 	r, err := bindResponse(raw)
 	return gen.Bind3pid200JSONResponse(r), err
 }
+
+// GetValidated3pidV2 is GET /_matrix/identity/v2/3pid/getValidated3pid.
+func (s *Server) GetValidated3pidV2(ctx context.Context, req gen.GetValidated3pidV2RequestObject) (gen.GetValidated3pidV2ResponseObject, error) {
+	sess, err := s.validatedSession(ctx, req.Params.Sid, req.Params.ClientSecret)
+	if err != nil {
+		return nil, err
+	}
+	return gen.GetValidated3pidV2200JSONResponse{Medium: sess.Medium, Address: sess.Address, ValidatedAt: sess.ValidatedAt.UnixMilli()}, nil
+}
+
+// BindV2 is POST /_matrix/identity/v2/3pid/bind: only for the token's own
+// user, which is why v2 bind is authenticated at all (MSC2140).
+func (s *Server) BindV2(ctx context.Context, req gen.BindV2RequestObject) (gen.BindV2ResponseObject, error) {
+	b := req.Body
+	if err := requireSelf(ctx, b.Mxid, "mxid"); err != nil {
+		return nil, err
+	}
+	raw, err := s.bind(ctx, b.Sid, b.ClientSecret, b.Mxid)
+	if err != nil {
+		return nil, err
+	}
+	return convertJSON[gen.BindV2200JSONResponse](json.RawMessage(raw))
+}

@@ -186,3 +186,28 @@ func (s *Server) BlindlySignStuff(ctx context.Context, req gen.BlindlySignStuffR
 	}
 	return convertJSON[gen.BlindlySignStuff200JSONResponse](signed)
 }
+
+// StoreInviteV2 is POST /_matrix/identity/v2/store-invite; the sender must
+// be the token's user.
+func (s *Server) StoreInviteV2(ctx context.Context, req gen.StoreInviteV2RequestObject) (gen.StoreInviteV2ResponseObject, error) {
+	b := req.Body
+	if err := requireSelf(ctx, b.Sender, "sender"); err != nil {
+		return nil, err
+	}
+	res, err := s.storeInvite(ctx, v2Prefix, inviteRequest{
+		medium: b.Medium, address: b.Address, roomID: b.RoomId, sender: b.Sender, params: inviteParams(b),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return convertJSON[gen.StoreInviteV2200JSONResponse](res.wire())
+}
+
+// BlindlySignStuffV2 is POST /_matrix/identity/v2/sign-ed25519.
+func (s *Server) BlindlySignStuffV2(ctx context.Context, req gen.BlindlySignStuffV2RequestObject) (gen.BlindlySignStuffV2ResponseObject, error) {
+	signed, err := s.signInvite(ctx, req.Body.Mxid, req.Body.Token, req.Body.PrivateKey)
+	if err != nil {
+		return nil, err
+	}
+	return convertJSON[gen.BlindlySignStuffV2200JSONResponse](signed)
+}

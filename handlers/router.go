@@ -20,6 +20,10 @@ type HTTPOptions struct {
 	MaxBodyBytes int64
 	// DisableV1 answers every legacy v1 route with 404 M_UNRECOGNIZED.
 	DisableV1 bool
+	// TrustForwardedFor takes the client IP (for rate limits) from
+	// X-Forwarded-For, for deployments behind a reverse proxy. Off, the
+	// header is ignored: anyone could forge it.
+	TrustForwardedFor bool
 }
 
 // NewHTTP assembles the whole stack: CORS, the spec validator (body limit
@@ -36,12 +40,17 @@ func NewHTTP(s *Server, opts HTTPOptions) (*echo.Echo, error) {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
+	e.IPExtractor = echo.ExtractIPDirect()
+	if opts.TrustForwardedFor {
+		e.IPExtractor = echo.ExtractIPFromXFFHeader()
+	}
 	e.Use(s.recoverPanics)
 	e.Use(cors)
 	if opts.DisableV1 {
 		e.Use(disableV1)
 	}
 	e.Use(v.Middleware())
+	e.Use(s.authenticate)
 	strict := gen.NewStrictHandler(s, []gen.StrictMiddlewareFunc{withRequestInfo})
 	gen.RegisterHandlers(e, strict)
 	return e, nil

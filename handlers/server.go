@@ -17,6 +17,7 @@ import (
 	"github.com/sigil-matrix/sigil/handlers/mail"
 	"github.com/sigil-matrix/sigil/handlers/ratelimit"
 	"github.com/sigil-matrix/sigil/handlers/signing"
+	"github.com/sigil-matrix/sigil/handlers/sms"
 	"github.com/sigil-matrix/sigil/store"
 )
 
@@ -36,6 +37,13 @@ type Config struct {
 	TokenLifetime time.Duration
 	// SessionLifetime is how long a validated session may be used to bind.
 	SessionLifetime time.Duration
+	// Terms are the policies users must accept before using the v2 API.
+	Terms []Policy
+	// RegisterAllowedServers, when set, are the only homeservers whose
+	// users may register.
+	RegisterAllowedServers []string
+	// MaxLookupAddresses caps bulk_lookup and v2 lookup (default 10,000).
+	MaxLookupAddresses int
 	// NextLinkHosts, when set, is the only hosts next_link may redirect to.
 	NextLinkHosts []string
 	// MailEvery and MailBurst limit mail per destination address and per
@@ -62,6 +70,8 @@ type Deps struct {
 	Key       signing.Key
 	Mail      mail.Sender
 	Templates *mail.Templates
+	// SMS sends phone validation codes; defaults to writing them to the log.
+	SMS sms.Sender
 	// Federation talks to homeservers (key fetches, onbind, OpenID); its
 	// guard refuses private addresses unless configured otherwise.
 	Federation *federation.Client
@@ -72,14 +82,19 @@ type Deps struct {
 
 // Server implements gen.StrictServerInterface.
 type Server struct {
-	cfg        Config
-	store      *store.Store
-	key        signing.Key
-	mail       mail.Sender
-	templates  *mail.Templates
-	log        *slog.Logger
-	now        func() time.Time
-	fed        *federation.Client
+	cfg       Config
+	store     *store.Store
+	key       signing.Key
+	mail      mail.Sender
+	sms       sms.Sender
+	templates *mail.Templates
+	log       *slog.Logger
+	now       func() time.Time
+	fed       *federation.Client
+	peppers   pepperCache
+	// tokenTries bounds submitToken calls per session, so a six-digit SMS
+	// code cannot be guessed by brute force.
+	tokenTries *ratelimit.Limiter
 	mailByAddr *ratelimit.Limiter
 	mailByIP   *ratelimit.Limiter
 	// onBind, when set, queues delivery of pending invites after a bind.
@@ -102,6 +117,9 @@ func New(cfg Config, d Deps) (*Server, error) {
 		}
 		d.Templates = t
 	}
+	if d.SMS == nil {
+		d.SMS = sms.NewLogSender(d.Logger)
+	}
 	if d.Federation == nil {
 		d.Federation = federation.NewClient(federation.ClientOptions{})
 	}
@@ -113,7 +131,8 @@ func New(cfg Config, d Deps) (*Server, error) {
 	}
 	srv := &Server{
 		cfg: cfg, store: d.Store, key: d.Key, mail: d.Mail, templates: d.Templates,
-		log: d.Logger, now: d.Now, fed: d.Federation,
+		log: d.Logger, now: d.Now, fed: d.Federation, sms: d.SMS,
+		tokenTries: ratelimit.New(time.Minute, 10),
 		mailByAddr: ratelimit.New(cfg.MailEvery, cfg.MailBurst),
 		mailByIP:   ratelimit.New(cfg.MailEvery/10, cfg.MailBurst*10),
 	}

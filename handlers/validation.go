@@ -142,6 +142,9 @@ func humanDuration(d interface{ Hours() float64 }) string {
 // submitToken validates a session with the token that was sent.
 func (s *Server) submitToken(ctx context.Context, sid, clientSecret, token string) (store.Session, error) {
 	noSession := matrixerr.InvalidParam("No session matches that sid and client_secret")
+	if ok, wait := s.tokenTries.Allow(sid, s.now()); !ok {
+		return store.Session{}, matrixerr.LimitExceeded(wait.Milliseconds())
+	}
 	sess, err := s.store.SessionBySID(ctx, sid)
 	if errors.Is(err, store.ErrNotFound) {
 		return sess, noSession
@@ -226,4 +229,39 @@ func (s *Server) EmailSubmitTokenGet(ctx context.Context, req gen.EmailSubmitTok
 	page := successPage("Email address verified",
 		"Your email address has been verified. You can close this page and return to your Matrix client.")
 	return gen.EmailSubmitTokenGet200TexthtmlResponse{Body: bytes.NewReader(page), ContentLength: int64(len(page))}, nil
+}
+
+// EmailRequestTokenV2 is POST /_matrix/identity/v2/validate/email/requestToken.
+func (s *Server) EmailRequestTokenV2(ctx context.Context, req gen.EmailRequestTokenV2RequestObject) (gen.EmailRequestTokenV2ResponseObject, error) {
+	b := req.Body
+	sid, err := s.requestEmailToken(ctx, v2Prefix, b.ClientSecret, b.Email, b.SendAttempt, b.NextLink)
+	if err != nil {
+		return nil, err
+	}
+	return gen.EmailRequestTokenV2200JSONResponse{Sid: sid}, nil
+}
+
+// EmailSubmitTokenPostV2 is POST /_matrix/identity/v2/validate/email/submitToken.
+func (s *Server) EmailSubmitTokenPostV2(ctx context.Context, req gen.EmailSubmitTokenPostV2RequestObject) (gen.EmailSubmitTokenPostV2ResponseObject, error) {
+	b := req.Body
+	if _, err := s.submitToken(ctx, b.Sid, b.ClientSecret, b.Token); err != nil {
+		return nil, err
+	}
+	return gen.EmailSubmitTokenPostV2200JSONResponse{Success: true}, nil
+}
+
+// EmailSubmitTokenGetV2 is the v2 link: no token is needed to click it.
+func (s *Server) EmailSubmitTokenGetV2(ctx context.Context, req gen.EmailSubmitTokenGetV2RequestObject) (gen.EmailSubmitTokenGetV2ResponseObject, error) {
+	p := req.Params
+	sess, err := s.submitToken(ctx, p.Sid, p.ClientSecret, p.Token)
+	if err != nil {
+		return nil, err
+	}
+	if sess.NextLink != "" {
+		loc := sess.NextLink
+		return gen.EmailSubmitTokenGetV23XXResponse{StatusCode: 302, Headers: gen.EmailSubmitTokenGetV23XXResponseHeaders{Location: &loc}}, nil
+	}
+	page := successPage("Email address verified",
+		"Your email address has been verified. You can close this page and return to your Matrix client.")
+	return gen.EmailSubmitTokenGetV2200TexthtmlResponse{Body: bytes.NewReader(page), ContentLength: int64(len(page))}, nil
 }

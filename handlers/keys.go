@@ -1,0 +1,102 @@
+package handlers
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/sigil-matrix/sigil/gen"
+	"github.com/sigil-matrix/sigil/handlers/matrixerr"
+	"github.com/sigil-matrix/sigil/handlers/signing"
+)
+
+// supportedVersions are the identity API versions served: every release up
+// to the current one (v1 stays available for Dendrite).
+var supportedVersions = []string{
+	"r0.1.0", "r0.2.0", "r0.2.1", "r0.3.0",
+	"v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9",
+	"v1.10", "v1.11", "v1.12", "v1.13", "v1.14", "v1.15", "v1.16", "v1.17", "v1.18",
+}
+
+// GetVersions is GET /_matrix/identity/versions.
+func (s *Server) GetVersions(context.Context, gen.GetVersionsRequestObject) (gen.GetVersionsResponseObject, error) {
+	return gen.GetVersions200JSONResponse{Versions: supportedVersions}, nil
+}
+
+// GetPingV1 is GET /_matrix/identity/api/v1.
+func (s *Server) GetPingV1(context.Context, gen.GetPingV1RequestObject) (gen.GetPingV1ResponseObject, error) {
+	return gen.GetPingV1200JSONResponse{}, nil
+}
+
+// GetPingV2 is GET /_matrix/identity/v2.
+func (s *Server) GetPingV2(context.Context, gen.GetPingV2RequestObject) (gen.GetPingV2ResponseObject, error) {
+	return gen.GetPingV2200JSONResponse{}, nil
+}
+
+// publicKey returns the long-term key for keyID.
+func (s *Server) publicKey(keyID string) (string, error) {
+	if keyID != s.key.ID {
+		return "", matrixerr.NotFound(fmt.Sprintf("The public key %q was not found", keyID))
+	}
+	return s.key.PublicBase64(), nil
+}
+
+// longTermKeyValid compares by decoded bytes, so either base64 alphabet and
+// padded or unpadded forms of our key are recognised.
+func (s *Server) longTermKeyValid(pub string) bool {
+	b, err := signing.DecodeBase64(pub)
+	return err == nil && secretEqual(string(b), string(s.key.Public()))
+}
+
+func (s *Server) ephemeralKeyValid(ctx context.Context, pub string) (bool, error) {
+	ok, err := s.store.EphemeralKeyValid(ctx, pub)
+	if err != nil {
+		return false, matrixerr.Unknown(fmt.Errorf("ephemeral key: %w", err))
+	}
+	return ok, nil
+}
+
+// GetPubKey is GET /_matrix/identity/api/v1/pubkey/{keyId}.
+func (s *Server) GetPubKey(_ context.Context, req gen.GetPubKeyRequestObject) (gen.GetPubKeyResponseObject, error) {
+	k, err := s.publicKey(req.KeyId)
+	if err != nil {
+		return nil, err
+	}
+	return gen.GetPubKey200JSONResponse{PublicKey: k}, nil
+}
+
+// GetPubKeyV2 is GET /_matrix/identity/v2/pubkey/{keyId}.
+func (s *Server) GetPubKeyV2(_ context.Context, req gen.GetPubKeyV2RequestObject) (gen.GetPubKeyV2ResponseObject, error) {
+	k, err := s.publicKey(req.KeyId)
+	if err != nil {
+		return nil, err
+	}
+	return gen.GetPubKeyV2200JSONResponse{PublicKey: k}, nil
+}
+
+// IsPubKeyValid is GET /_matrix/identity/api/v1/pubkey/isvalid.
+func (s *Server) IsPubKeyValid(_ context.Context, req gen.IsPubKeyValidRequestObject) (gen.IsPubKeyValidResponseObject, error) {
+	return gen.IsPubKeyValid200JSONResponse{Valid: s.longTermKeyValid(req.Params.PublicKey)}, nil
+}
+
+// IsPubKeyValidV2 is GET /_matrix/identity/v2/pubkey/isvalid.
+func (s *Server) IsPubKeyValidV2(_ context.Context, req gen.IsPubKeyValidV2RequestObject) (gen.IsPubKeyValidV2ResponseObject, error) {
+	return gen.IsPubKeyValidV2200JSONResponse{Valid: s.longTermKeyValid(req.Params.PublicKey)}, nil
+}
+
+// IsEphemeralPubKeyValid is GET /_matrix/identity/api/v1/pubkey/ephemeral/isvalid.
+func (s *Server) IsEphemeralPubKeyValid(ctx context.Context, req gen.IsEphemeralPubKeyValidRequestObject) (gen.IsEphemeralPubKeyValidResponseObject, error) {
+	ok, err := s.ephemeralKeyValid(ctx, req.Params.PublicKey)
+	if err != nil {
+		return nil, err
+	}
+	return gen.IsEphemeralPubKeyValid200JSONResponse{Valid: ok}, nil
+}
+
+// IsEphemeralPubKeyValidV2 is GET /_matrix/identity/v2/pubkey/ephemeral/isvalid.
+func (s *Server) IsEphemeralPubKeyValidV2(ctx context.Context, req gen.IsEphemeralPubKeyValidV2RequestObject) (gen.IsEphemeralPubKeyValidV2ResponseObject, error) {
+	ok, err := s.ephemeralKeyValid(ctx, req.Params.PublicKey)
+	if err != nil {
+		return nil, err
+	}
+	return gen.IsEphemeralPubKeyValidV2200JSONResponse{Valid: ok}, nil
+}
