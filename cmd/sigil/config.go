@@ -35,10 +35,15 @@ type Config struct {
 	TemplatesDir string `yaml:"templates_dir"`
 	LogLevel     string `yaml:"log_level"`
 
-	Sessions SessionConfig `yaml:"sessions"`
-	SMTP     SMTPConfig    `yaml:"smtp"`
-	Limits   LimitConfig   `yaml:"limits"`
-	API      APIConfig     `yaml:"api"`
+	Sessions   SessionConfig    `yaml:"sessions"`
+	SMTP       SMTPConfig       `yaml:"smtp"`
+	SMS        SMSConfig        `yaml:"sms"`
+	Limits     LimitConfig      `yaml:"limits"`
+	API        APIConfig        `yaml:"api"`
+	Lookup     LookupConfig     `yaml:"lookup"`
+	Federation FederationConfig `yaml:"federation"`
+	Register   RegisterConfig   `yaml:"register"`
+	Terms      []PolicyConfig   `yaml:"terms"`
 	// NextLinkHosts, if set, limits the hosts next_link may redirect to.
 	NextLinkHosts []string `yaml:"next_link_hosts"`
 }
@@ -55,6 +60,54 @@ type SMTPConfig struct {
 	Username string `yaml:"username"`
 	Password string `yaml:"password"`
 	From     string `yaml:"from"`
+}
+
+// SMSConfig sends SMS through any HTTP API; no url means the log.
+type SMSConfig struct {
+	URL         string            `yaml:"url"`
+	Method      string            `yaml:"method"`
+	Username    string            `yaml:"username"`
+	Password    string            `yaml:"password"`
+	BearerToken string            `yaml:"bearer_token"`
+	Headers     map[string]string `yaml:"headers"`
+	ContentType string            `yaml:"content_type"`
+	Body        string            `yaml:"body"`
+	From        string            `yaml:"from"`
+}
+
+type LookupConfig struct {
+	// MaxAddresses caps bulk_lookup and v2 lookup requests.
+	MaxAddresses int `yaml:"max_addresses"`
+	// Pepper, when set and different from the stored one, replaces it at
+	// start and every stored hash is recomputed.
+	Pepper string `yaml:"pepper"`
+}
+
+type FederationConfig struct {
+	// AllowPrivateAddresses lets Sigil call homeservers on loopback and
+	// private networks (tests, single-host setups). Off by default.
+	AllowPrivateAddresses bool     `yaml:"allow_private_addresses"`
+	Timeout               Duration `yaml:"timeout"`
+	// TrustForwardedFor takes the client IP from X-Forwarded-For (behind a
+	// reverse proxy you control).
+	TrustForwardedFor bool `yaml:"trust_forwarded_for"`
+}
+
+type RegisterConfig struct {
+	// AllowedServers limits which homeservers' users may register.
+	AllowedServers []string `yaml:"allowed_servers"`
+}
+
+// PolicyConfig is one terms-of-service document.
+type PolicyConfig struct {
+	ID        string                   `yaml:"id"`
+	Version   string                   `yaml:"version"`
+	Languages map[string]PolicyDocYAML `yaml:"languages"`
+}
+
+type PolicyDocYAML struct {
+	Name string `yaml:"name"`
+	URL  string `yaml:"url"`
 }
 
 type LimitConfig struct {
@@ -92,6 +145,8 @@ func Defaults() Config {
 		SMTP:          SMTPConfig{Port: 587, TLS: "starttls", From: "Sigil <noreply@localhost>"},
 		Limits:        LimitConfig{MaxBodyBytes: 1 << 20, MailEvery: Duration{time.Minute}, MailBurst: 5},
 		API:           APIConfig{V1: true},
+		Lookup:        LookupConfig{MaxAddresses: 10000},
+		Federation:    FederationConfig{Timeout: Duration{10 * time.Second}},
 	}
 }
 
@@ -104,7 +159,7 @@ func LoadConfig(path string, env func(string) (string, bool)) (Config, error) {
 			return cfg, fmt.Errorf("config: %w", err)
 		}
 		dec := yaml.NewDecoder(bytes.NewReader(data))
-		dec.KnownFields(true) // a misspelt key is an error, not a silent default
+		dec.KnownFields(true)                                               // a misspelt key is an error, not a silent default
 		if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) { // an empty file is fine
 			return cfg, fmt.Errorf("config %s: %w", path, err)
 		}
@@ -135,6 +190,15 @@ var envVars = []struct {
 	{"SIGIL_SMTP_USERNAME", func(c *Config, v string) error { c.SMTP.Username = v; return nil }},
 	{"SIGIL_SMTP_PASSWORD", func(c *Config, v string) error { c.SMTP.Password = v; return nil }},
 	{"SIGIL_SMTP_FROM", func(c *Config, v string) error { c.SMTP.From = v; return nil }},
+	{"SIGIL_SMS_URL", func(c *Config, v string) error { c.SMS.URL = v; return nil }},
+	{"SIGIL_SMS_USERNAME", func(c *Config, v string) error { c.SMS.Username = v; return nil }},
+	{"SIGIL_SMS_PASSWORD", func(c *Config, v string) error { c.SMS.Password = v; return nil }},
+	{"SIGIL_SMS_FROM", func(c *Config, v string) error { c.SMS.From = v; return nil }},
+	{"SIGIL_LOOKUP_PEPPER", func(c *Config, v string) error { c.Lookup.Pepper = v; return nil }},
+	{"SIGIL_FEDERATION_ALLOW_PRIVATE", func(c *Config, v string) (err error) {
+		c.Federation.AllowPrivateAddresses, err = strconv.ParseBool(v)
+		return err
+	}},
 	{"SIGIL_API_V1", func(c *Config, v string) (err error) { c.API.V1, err = strconv.ParseBool(v); return err }},
 }
 
@@ -199,6 +263,25 @@ func (c Config) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		bad("log_level must be debug, info, warn or error, got %q", c.LogLevel)
+	}
+	if c.Lookup.MaxAddresses <= 0 {
+		bad("lookup.max_addresses must be positive")
+	}
+	for _, r := range c.Lookup.Pepper {
+		if !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9') {
+			bad("lookup.pepper must match [a-zA-Z0-9]+")
+			break
+		}
+	}
+	for i, p := range c.Terms {
+		if p.ID == "" || p.Version == "" || len(p.Languages) == 0 {
+			bad("terms[%d] needs an id, a version and at least one language", i)
+		}
+		for lang, d := range p.Languages {
+			if u, err := url.Parse(d.URL); err != nil || u.Host == "" || d.Name == "" {
+				bad("terms[%d].languages.%s needs a name and an absolute url", i, lang)
+			}
+		}
 	}
 	if c.Limits.MaxBodyBytes <= 0 {
 		bad("limits.max_body_bytes must be positive")

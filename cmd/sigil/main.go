@@ -2,6 +2,7 @@
 //
 //	sigil [-config sigil.yaml]          serve (the default)
 //	sigil -config sigil.yaml check      validate the configuration and exit
+//	sigil rotate-pepper [PEPPER]        replace the lookup pepper (random if not given) and rehash
 package main
 
 import (
@@ -19,15 +20,17 @@ import (
 	"time"
 
 	"github.com/sigil-matrix/sigil/handlers"
+	"github.com/sigil-matrix/sigil/handlers/federation"
 	"github.com/sigil-matrix/sigil/handlers/mail"
 	"github.com/sigil-matrix/sigil/handlers/signing"
+	"github.com/sigil-matrix/sigil/handlers/sms"
 	"github.com/sigil-matrix/sigil/store"
 )
 
 func main() {
 	configPath := flag.String("config", os.Getenv("SIGIL_CONFIG"), "YAML configuration file (optional; env SIGIL_CONFIG)")
 	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "usage: sigil [-config file] [serve|check]\n\n")
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: sigil [-config file] [serve | check | rotate-pepper [pepper]]\n\n")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -45,6 +48,8 @@ func main() {
 		err = serve(ctx, cfg, log)
 	case "check":
 		fmt.Println("configuration is valid")
+	case "rotate-pepper":
+		err = rotatePepper(context.Background(), cfg, log, flag.Arg(1))
 	default:
 		flag.Usage()
 		os.Exit(2)
@@ -63,8 +68,9 @@ func newLogger(level string) *slog.Logger {
 
 // app is the wired server, shared by serve and the tests.
 type app struct {
-	store *store.Store
-	http  http.Handler
+	store  *store.Store
+	http   http.Handler
+	server *handlers.Server
 }
 
 func build(ctx context.Context, cfg Config, log *slog.Logger) (*app, error) {
@@ -76,6 +82,18 @@ func build(ctx context.Context, cfg Config, log *slog.Logger) (*app, error) {
 	if err != nil {
 		st.Close()
 		return nil, fmt.Errorf("signing key: %w", err)
+	}
+	fed := federation.NewClient(federation.ClientOptions{
+		AllowPrivate: cfg.Federation.AllowPrivateAddresses, Timeout: cfg.Federation.Timeout.Duration, UserAgent: "Sigil",
+	})
+	texts, err := sms.NewSender(sms.HTTPConfig{
+		URL: cfg.SMS.URL, Method: cfg.SMS.Method, Username: cfg.SMS.Username, Password: cfg.SMS.Password,
+		BearerToken: cfg.SMS.BearerToken, Headers: cfg.SMS.Headers, ContentType: cfg.SMS.ContentType,
+		Body: cfg.SMS.Body, From: cfg.SMS.From,
+	}, fed.HTTP(), log)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("sms: %w", err)
 	}
 	sender, err := mail.NewSender(mail.SMTPConfig{
 		Host: cfg.SMTP.Host, Port: cfg.SMTP.Port, TLS: cfg.SMTP.TLS,
@@ -94,19 +112,45 @@ func build(ctx context.Context, cfg Config, log *slog.Logger) (*app, error) {
 		ServerName: cfg.ServerName, PublicBaseURL: strings.TrimSuffix(cfg.PublicBaseURL, "/"),
 		TokenLifetime: cfg.Sessions.TokenLifetime.Duration, SessionLifetime: cfg.Sessions.SessionLifetime.Duration,
 		NextLinkHosts: cfg.NextLinkHosts, MailEvery: cfg.Limits.MailEvery.Duration, MailBurst: cfg.Limits.MailBurst,
-	}, handlers.Deps{Store: st, Key: key, Mail: sender, Templates: tmpl, Logger: log})
+		MaxLookupAddresses: cfg.Lookup.MaxAddresses, RegisterAllowedServers: cfg.Register.AllowedServers,
+		Terms: policies(cfg.Terms),
+	}, handlers.Deps{Store: st, Key: key, Mail: sender, SMS: texts, Templates: tmpl, Logger: log, Federation: fed})
 	if err != nil {
 		st.Close()
 		return nil, err
 	}
-	e, err := handlers.NewHTTP(srv, handlers.HTTPOptions{MaxBodyBytes: cfg.Limits.MaxBodyBytes, DisableV1: !cfg.API.V1})
+	e, err := handlers.NewHTTP(srv, handlers.HTTPOptions{
+		MaxBodyBytes: cfg.Limits.MaxBodyBytes, DisableV1: !cfg.API.V1, TrustForwardedFor: cfg.Federation.TrustForwardedFor,
+	})
 	if err != nil {
 		st.Close()
 		return nil, err
+	}
+	if cfg.Lookup.Pepper != "" {
+		if current, _ := st.Setting(ctx, "lookup_pepper"); current != cfg.Lookup.Pepper {
+			n, err := srv.RotatePepper(ctx, cfg.Lookup.Pepper)
+			if err != nil {
+				st.Close()
+				return nil, fmt.Errorf("lookup pepper: %w", err)
+			}
+			log.Info("lookup pepper replaced from the configuration", "rehashed", n)
+		}
 	}
 	log.Info("sigil ready", "server_name", cfg.ServerName, "database", st.Dialect(),
 		"key", key.ID, "public_key", key.PublicBase64(), "mail", mailMode(cfg))
-	return &app{store: st, http: e}, nil
+	return &app{store: st, http: e, server: srv}, nil
+}
+
+func policies(in []PolicyConfig) []handlers.Policy {
+	out := make([]handlers.Policy, 0, len(in))
+	for _, p := range in {
+		docs := make(map[string]handlers.PolicyDoc, len(p.Languages))
+		for lang, d := range p.Languages {
+			docs[lang] = handlers.PolicyDoc{Name: d.Name, URL: d.URL}
+		}
+		out = append(out, handlers.Policy{ID: p.ID, Version: p.Version, Languages: docs})
+	}
+	return out
 }
 
 func mailMode(cfg Config) string {
@@ -137,6 +181,10 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
+	workerCtx, stopWorker := context.WithCancel(context.Background())
+	workerDone := make(chan struct{})
+	go func() { defer close(workerDone); a.server.RunOnBindWorker(workerCtx) }()
+	defer func() { stopWorker(); <-workerDone }()
 	log.Info("listening", "addr", ln.Addr().String(), "public_base_url", cfg.PublicBaseURL)
 	select {
 	case err := <-errc:
@@ -149,5 +197,21 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := hs.Shutdown(shutCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("shutdown: %w", err)
 	}
+	return nil
+}
+
+// rotatePepper replaces the lookup pepper of the configured database. A
+// running server picks the new pepper up within seconds.
+func rotatePepper(ctx context.Context, cfg Config, log *slog.Logger, pepper string) error {
+	a, err := build(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer a.store.Close()
+	n, err := a.server.RotatePepper(ctx, pepper)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("lookup pepper rotated; %d bindings rehashed\n", n)
 	return nil
 }
