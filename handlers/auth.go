@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/getkin/kin-openapi/routers"
 	"github.com/labstack/echo/v4"
 
 	"github.com/sigil-matrix/sigil/gen"
@@ -33,8 +34,9 @@ type PolicyDoc struct {
 }
 
 // termsExempt are the authenticated operations a user may call before
-// accepting the terms: accepting them, and logging out.
-var termsExempt = map[string]bool{"agreeToTerms": true, "logout": true}
+// accepting the terms: accepting them, and logging out. Keys are lower
+// case: the embedded document carries oapi-codegen's capitalised ids.
+var termsExempt = map[string]bool{"agreetoterms": true, "logout": true}
 
 type userKey struct{}
 
@@ -64,36 +66,43 @@ func tokenHash(token string) string {
 
 // authenticate enforces what the spec's `security` says of the matched
 // operation: a valid access token, and (except where exempt) acceptance of
-// the current terms. The user goes into the request context.
-func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		route := validate.RouteOf(c)
-		if route == nil || route.Operation.Security == nil || len(*route.Operation.Security) == 0 {
-			return next(c)
+// the current terms. The user goes into the request context. It runs
+// before request validation, so an unauthenticated caller learns nothing
+// about what a valid request looks like.
+func (s *Server) authenticate(v *validate.Validator) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			return s.checkAuth(c, v.Route(c), next)
 		}
-		r := c.Request()
-		tok := accessToken(r)
-		if tok == "" {
-			return matrixerr.Unauthorized("An access token is required: register at /_matrix/identity/v2/account/register")
-		}
-		user, err := s.store.AccountByTokenHash(r.Context(), tokenHash(tok))
-		if errors.Is(err, store.ErrNotFound) {
-			if route.Operation.OperationID == "logout" {
-				return matrixerr.UnknownToken("Unknown access token")
-			}
-			return matrixerr.Unauthorized("Unknown or expired access token")
-		}
-		if err != nil {
-			return matrixerr.Unknown(fmt.Errorf("authenticate: %w", err))
-		}
-		if !termsExempt[route.Operation.OperationID] {
-			if err := s.checkTerms(r.Context(), user); err != nil {
-				return err
-			}
-		}
-		c.SetRequest(r.WithContext(context.WithValue(r.Context(), userKey{}, user)))
+	}
+}
+
+func (s *Server) checkAuth(c echo.Context, route *routers.Route, next echo.HandlerFunc) error {
+	if route == nil || route.Operation.Security == nil || len(*route.Operation.Security) == 0 {
 		return next(c)
 	}
+	r := c.Request()
+	tok := accessToken(r)
+	if tok == "" {
+		return matrixerr.Unauthorized("An access token is required: register at /_matrix/identity/v2/account/register")
+	}
+	user, err := s.store.AccountByTokenHash(r.Context(), tokenHash(tok))
+	if errors.Is(err, store.ErrNotFound) {
+		if strings.EqualFold(route.Operation.OperationID, "logout") {
+			return matrixerr.UnknownToken("Unknown access token")
+		}
+		return matrixerr.Unauthorized("Unknown or expired access token")
+	}
+	if err != nil {
+		return matrixerr.Unknown(fmt.Errorf("authenticate: %w", err))
+	}
+	if !termsExempt[strings.ToLower(route.Operation.OperationID)] {
+		if err := s.checkTerms(r.Context(), user); err != nil {
+			return err
+		}
+	}
+	c.SetRequest(r.WithContext(context.WithValue(r.Context(), userKey{}, user)))
+	return next(c)
 }
 
 // checkTerms requires that user accepted, for every configured policy, one

@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -59,7 +60,7 @@ func (s *Server) LookupV1(ctx context.Context, req gen.LookupV1RequestObject) (g
 	switch {
 	case err == nil:
 		return rawJSON(a.Signed), nil
-	case err == store.ErrNotFound:
+	case errors.Is(err, store.ErrNotFound):
 		return gen.LookupV1200JSONResponse{}, nil
 	}
 	return nil, matrixerr.Unknown(fmt.Errorf("lookup: %w", err))

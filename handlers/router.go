@@ -49,8 +49,8 @@ func NewHTTP(s *Server, opts HTTPOptions) (*echo.Echo, error) {
 	if opts.DisableV1 {
 		e.Use(disableV1)
 	}
+	e.Use(s.authenticate(v))
 	e.Use(v.Middleware())
-	e.Use(s.authenticate)
 	strict := gen.NewStrictHandler(s, []gen.StrictMiddlewareFunc{withRequestInfo})
 	gen.RegisterHandlers(e, strict)
 	return e, nil

@@ -65,6 +65,8 @@ type Env struct {
 	Server *handlers.Server
 	Config handlers.Config
 	HTTP   *http.Client
+	// DSN is the database, for a second server on the same data.
+	DSN string
 
 	router routers.Router
 }
@@ -121,7 +123,7 @@ func New(t testing.TB, options ...func(*Setup)) *Env {
 	clock := &Clock{}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 
-	e := &Env{T: t, Store: st, Mail: smtpd, Key: key, Clock: clock}
+	e := &Env{T: t, Store: st, Mail: smtpd, Key: key, Clock: clock, DSN: s.DSN}
 	ts := httptest.NewUnstartedServer(nil)
 	e.URL = "http://" + ts.Listener.Addr().String()
 	if s.Config.PublicBaseURL == "" {

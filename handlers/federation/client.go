@@ -121,7 +121,8 @@ type Client struct {
 	lookupIP      func(ctx context.Context, host string) ([]netip.Addr, error)
 	lookupSRV     func(ctx context.Context, service, proto, name string) (string, []*net.SRV, error)
 	now           func() time.Time
-	wellKnownPort string // "" means 443
+	forbidden     func(netip.Addr) bool // address policy when AllowPrivate is off
+	wellKnownPort string                // "" means 443
 
 	flight singleflight.Group
 
@@ -148,6 +149,7 @@ func NewClient(o ClientOptions) *Client {
 		opts:      o,
 		log:       o.Logger,
 		now:       time.Now,
+		forbidden: ForbiddenIP,
 		wellKnown: make(map[string]wellKnownEntry),
 		keys:      make(map[string]keyEntry),
 	}
@@ -157,7 +159,11 @@ func NewClient(o ClientOptions) *Client {
 	noRedirect := func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	c.fed = &http.Client{Transport: c.newTransport(), Timeout: o.Timeout, CheckRedirect: noRedirect}
 	c.plain = &http.Client{Transport: c.newTransport(), Timeout: o.Timeout, CheckRedirect: limitRedirects(false)}
-	c.wk = &http.Client{Transport: c.fed.Transport, Timeout: o.Timeout, CheckRedirect: limitRedirects(true)}
+	// Separate pools matter: federation connections are keyed by server
+	// name but may be dialled to an SRV/delegated target, so a connection
+	// made for .well-known (or HTTP()) must never serve a federation
+	// request for the same name, nor the other way round.
+	c.wk = &http.Client{Transport: c.newTransport(), Timeout: o.Timeout, CheckRedirect: limitRedirects(true)}
 	return c
 }
 
@@ -171,6 +177,7 @@ func (c *Client) HTTP() *http.Client { return c.plain }
 func (c *Client) CloseIdleConnections() {
 	c.fed.CloseIdleConnections()
 	c.plain.CloseIdleConnections()
+	c.wk.CloseIdleConnections()
 }
 
 func limitRedirects(httpsOnly bool) func(*http.Request, []*http.Request) error {
@@ -299,7 +306,7 @@ func (c *Client) dialContext(ctx context.Context, network, addr string) (net.Con
 		// Like Synapse's blocklisting resolver: one forbidden address
 		// condemns the name, so round-robin tricks cannot mix them in.
 		for _, ip := range ips {
-			if ForbiddenIP(ip) {
+			if c.forbidden(ip) {
 				if ip.String() == host {
 					return nil, fmt.Errorf("%w: %s", ErrForbiddenAddress, ip)
 				}
@@ -333,7 +340,7 @@ func (c *Client) controlDial(network, address string, _ syscall.RawConn) error {
 	if err != nil {
 		return fmt.Errorf("%w: unparsable address %q", ErrForbiddenAddress, address)
 	}
-	if ForbiddenIP(ap.Addr()) {
+	if c.forbidden(ap.Addr()) {
 		return fmt.Errorf("%w: %s", ErrForbiddenAddress, ap.Addr())
 	}
 	return nil

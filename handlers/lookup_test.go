@@ -1,0 +1,128 @@
+package handlers_test
+
+import (
+	"crypto/ed25519"
+	"fmt"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/sigil-matrix/sigil/handlers/apitest"
+	"github.com/sigil-matrix/sigil/handlers/signing"
+)
+
+// bindEmail validates and binds an address to mxid through the API.
+func bindEmail(t *testing.T, env *apitest.Env, email, mxid string) {
+	t.Helper()
+	sid := validate(t, env, email, "secret")
+	if r := env.Post(v1+"/3pid/bind", map[string]any{"sid": sid, "client_secret": "secret", "mxid": mxid}); r.Status != 200 {
+		t.Fatalf("bind %s: %d %s", email, r.Status, r.Body)
+	}
+}
+
+func TestLookupV1(t *testing.T) {
+	env := apitest.New(t)
+	bindEmail(t, env, "Mia@Example.org", "@mia:example.org")
+
+	for _, addr := range []string{"mia@example.org", "MIA@EXAMPLE.ORG", "Mia@Example.org"} {
+		r := env.Get(v1 + "/lookup?medium=email&address=" + url.QueryEscape(addr))
+		if r.Status != 200 || r.String("mxid") != "@mia:example.org" || r.String("address") != "mia@example.org" {
+			t.Fatalf("lookup %s: %d %s", addr, r.Status, r.Body)
+		}
+		keys := map[string]ed25519.PublicKey{env.Key.ID: env.Key.Public()}
+		if err := signing.VerifyJSON(r.JSON(), apitest.ServerName, keys); err != nil {
+			t.Errorf("lookup answer does not verify: %v", err)
+		}
+	}
+	r := env.Get(v1 + "/lookup?medium=email&address=nobody%40example.org")
+	if r.Status != 200 || string(r.Body) != "{}\n" && string(r.Body) != "{}" {
+		t.Errorf("unbound: %d %q", r.Status, r.Body)
+	}
+	r = env.Get(v1 + "/lookup?medium=email")
+	if r.Status != 400 || r.Errcode() != "M_MISSING_PARAMS" {
+		t.Errorf("no address: %d %s", r.Status, r.Body)
+	}
+	// Outside the validity window a binding is not returned.
+	env.Clock.Advance(101 * 365 * 24 * time.Hour)
+	if r := env.Get(v1 + "/lookup?medium=email&address=mia%40example.org"); r.String("mxid") != "" {
+		t.Errorf("expired binding returned: %s", r.Body)
+	}
+}
+
+func TestBulkLookup(t *testing.T) {
+	env := apitest.New(t, func(s *apitest.Setup) { s.Config.MaxLookupAddresses = 50 })
+	bindEmail(t, env, "nia@example.org", "@nia:example.org")
+	bindEmail(t, env, "oli@example.org", "@oli:example.org")
+	r := env.Post(v1+"/bulk_lookup", map[string]any{"threepids": [][]string{
+		{"email", "NIA@example.org"}, {"email", "nobody@example.org"}, {"msisdn", "447700900123"}, {"email", "oli@example.org"},
+	}})
+	if r.Status != 200 {
+		t.Fatalf("bulk_lookup: %d %s", r.Status, r.Body)
+	}
+	got := r.JSON()["threepids"].([]any)
+	want := [][]string{{"email", "NIA@example.org", "@nia:example.org"}, {"email", "oli@example.org", "@oli:example.org"}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("threepids %v, want %v", got, want)
+	}
+	many := make([][]string, 51)
+	for i := range many {
+		many[i] = []string{"email", fmt.Sprintf("u%d@example.org", i)}
+	}
+	r = env.Post(v1+"/bulk_lookup", map[string]any{"threepids": many})
+	if r.Status != 400 || r.Errcode() != "M_TOO_LARGE" {
+		t.Errorf("over the cap: %d %s", r.Status, r.Body)
+	}
+	r = env.Post(v1+"/bulk_lookup", map[string]any{"threepids": [][]string{{"email"}}})
+	if r.Status != 400 || r.Errcode() != "M_INVALID_PARAM" {
+		t.Errorf("a one-item tuple: %d %s", r.Status, r.Body)
+	}
+}
+
+func TestKeysAndStatus(t *testing.T) {
+	env := apitest.New(t)
+	for _, prefix := range []string{v1, v2} {
+		r := env.Get(prefix + "/pubkey/ed25519:0")
+		if r.Status != 200 || r.String("public_key") != env.Key.PublicBase64() {
+			t.Errorf("%s pubkey: %d %s", prefix, r.Status, r.Body)
+		}
+		if r := env.Get(prefix + "/pubkey/ed25519:9"); r.Status != 404 || r.Errcode() != "M_NOT_FOUND" {
+			t.Errorf("%s unknown key: %d %s", prefix, r.Status, r.Body)
+		}
+		r = env.Get(prefix + "/pubkey/isvalid?public_key=" + url.QueryEscape(env.Key.PublicBase64()))
+		if r.JSON()["valid"] != true {
+			t.Errorf("%s isvalid: %s", prefix, r.Body)
+		}
+		if r := env.Get(prefix + "/pubkey/isvalid?public_key=AAAA"); r.JSON()["valid"] != false {
+			t.Errorf("%s isvalid of another key: %s", prefix, r.Body)
+		}
+		if r := env.Get(prefix + "/pubkey/ephemeral/isvalid?public_key=AAAA"); r.JSON()["valid"] != false {
+			t.Errorf("%s ephemeral isvalid of an unknown key: %s", prefix, r.Body)
+		}
+	}
+	inv := storeInvite(t, env, "pat@example.org")
+	eph := inv.JSON()["public_keys"].([]any)[1].(map[string]any)["public_key"].(string)
+	if r := env.Get(v1 + "/pubkey/ephemeral/isvalid?public_key=" + url.QueryEscape(eph)); r.JSON()["valid"] != true {
+		t.Errorf("ephemeral key of a stored invite: %s", r.Body)
+	}
+	for _, p := range []string{"/_matrix/identity/api/v1", "/_matrix/identity/v2"} {
+		if r := env.Get(p); r.Status != 200 || string(r.Body) != "{}\n" {
+			t.Errorf("status %s: %d %q", p, r.Status, r.Body)
+		}
+	}
+	r := env.Get("/_matrix/identity/versions")
+	if vs, _ := r.JSON()["versions"].([]any); r.Status != 200 || len(vs) == 0 {
+		t.Errorf("versions: %d %s", r.Status, r.Body)
+	}
+}
+
+func TestV1CanBeSwitchedOff(t *testing.T) {
+	env := apitest.New(t, func(s *apitest.Setup) { s.HTTP.DisableV1 = true })
+	for _, p := range []string{v1, v1 + "/lookup?medium=email&address=a%40b.c", v1 + "/pubkey/ed25519:0"} {
+		if r := env.Get(p); r.Status != 404 || r.Errcode() != "M_UNRECOGNIZED" {
+			t.Errorf("%s with v1 off: %d %s", p, r.Status, r.Body)
+		}
+	}
+	if r := env.Get(v2 + "/pubkey/ed25519:0"); r.Status != 200 {
+		t.Errorf("v2 with v1 off: %d", r.Status)
+	}
+}
