@@ -28,12 +28,12 @@ type association struct {
 	TS        int64  `json:"ts"`
 }
 
-// lookupPepperKey is where the hashed-lookup pepper is kept.
-const lookupPepperKey = "lookup_pepper"
+// LookupPepperKey is the setting that holds the hashed-lookup pepper.
+const LookupPepperKey = "lookup_pepper"
 
 // pepper returns the current lookup pepper, creating one on first use.
 func (s *Server) pepper(ctx context.Context) (string, error) {
-	p, err := s.store.SettingOrInit(ctx, lookupPepperKey, func() string { return randomString(32, alphanumeric) })
+	p, err := s.store.SettingOrInit(ctx, LookupPepperKey, func() string { return randomString(32, alphanumeric) })
 	if err != nil {
 		return "", fmt.Errorf("lookup pepper: %w", err)
 	}

@@ -59,7 +59,8 @@ func accessToken(r *http.Request) string {
 	return r.URL.Query().Get("access_token")
 }
 
-func tokenHash(token string) string {
+// AccessTokenHash is how access tokens are stored: SHA-256, hex.
+func AccessTokenHash(token string) string {
 	sum := sha256.Sum256([]byte(token))
 	return hex.EncodeToString(sum[:])
 }
@@ -86,7 +87,7 @@ func (s *Server) checkAuth(c echo.Context, route *routers.Route, next echo.Handl
 	if tok == "" {
 		return matrixerr.Unauthorized("An access token is required: register at /_matrix/identity/v2/account/register")
 	}
-	user, err := s.store.AccountByTokenHash(r.Context(), tokenHash(tok))
+	user, err := s.store.AccountByTokenHash(r.Context(), AccessTokenHash(tok))
 	if errors.Is(err, store.ErrNotFound) {
 		if strings.EqualFold(route.Operation.OperationID, "logout") {
 			return matrixerr.UnknownToken("Unknown access token")
@@ -153,7 +154,7 @@ func (s *Server) RegisterAccount(ctx context.Context, req gen.RegisterAccountReq
 			fmt.Sprintf("Could not verify the OpenID token with %s", server)).WithCause(err)
 	}
 	tok := randomString(64, alphanumeric)
-	if err := s.store.CreateAccount(ctx, user, tokenHash(tok), s.now()); err != nil {
+	if err := s.store.CreateAccount(ctx, user, AccessTokenHash(tok), s.now()); err != nil {
 		return nil, matrixerr.Unknown(fmt.Errorf("create account: %w", err))
 	}
 	return gen.RegisterAccount200JSONResponse{Token: tok, AccessToken: &tok}, nil
@@ -166,7 +167,7 @@ func (s *Server) GetAccount(ctx context.Context, _ gen.GetAccountRequestObject) 
 
 // Logout is POST /_matrix/identity/v2/account/logout: revokes the token used.
 func (s *Server) Logout(ctx context.Context, _ gen.LogoutRequestObject) (gen.LogoutResponseObject, error) {
-	if _, err := s.store.DeleteAccount(ctx, tokenHash(accessToken(httpRequest(ctx)))); err != nil {
+	if _, err := s.store.DeleteAccount(ctx, AccessTokenHash(accessToken(httpRequest(ctx)))); err != nil {
 		return nil, matrixerr.Unknown(fmt.Errorf("logout: %w", err))
 	}
 	return gen.Logout200JSONResponse{}, nil

@@ -128,7 +128,7 @@ func (s *Server) RotatePepper(ctx context.Context, pepper string) (int, error) {
 			return 0, fmt.Errorf("a lookup pepper must match [a-zA-Z0-9]+")
 		}
 	}
-	if err := s.store.SetSetting(ctx, lookupPepperKey, pepper); err != nil {
+	if err := s.store.SetSetting(ctx, LookupPepperKey, pepper); err != nil {
 		return 0, fmt.Errorf("store pepper: %w", err)
 	}
 	s.peppers.mu.Lock()

@@ -127,7 +127,7 @@ func build(ctx context.Context, cfg Config, log *slog.Logger) (*app, error) {
 		return nil, err
 	}
 	if cfg.Lookup.Pepper != "" {
-		if current, _ := st.Setting(ctx, "lookup_pepper"); current != cfg.Lookup.Pepper {
+		if current, _ := st.Setting(ctx, handlers.LookupPepperKey); current != cfg.Lookup.Pepper {
 			n, err := srv.RotatePepper(ctx, cfg.Lookup.Pepper)
 			if err != nil {
 				st.Close()
