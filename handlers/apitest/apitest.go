@@ -32,6 +32,7 @@ import (
 	"github.com/sigil-matrix/sigil/handlers/mail"
 	"github.com/sigil-matrix/sigil/handlers/mail/mailtest"
 	"github.com/sigil-matrix/sigil/handlers/signing"
+	"github.com/sigil-matrix/sigil/handlers/sms"
 	"github.com/sigil-matrix/sigil/store"
 )
 
@@ -60,6 +61,7 @@ type Env struct {
 	URL    string
 	Store  *store.Store
 	Mail   *mailtest.Server
+	SMS    *SMSGateway
 	Key    signing.Key
 	Clock  *Clock
 	Server *handlers.Server
@@ -123,7 +125,12 @@ func New(t testing.TB, options ...func(*Setup)) *Env {
 	clock := &Clock{}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 
-	e := &Env{T: t, Store: st, Mail: smtpd, Key: key, Clock: clock, DSN: s.DSN}
+	gateway := StartSMSGateway(t)
+	texts, err := sms.NewHTTPProvider(gateway.Config(), nil)
+	if err != nil {
+		t.Fatalf("sms provider: %v", err)
+	}
+	e := &Env{T: t, Store: st, Mail: smtpd, SMS: gateway, Key: key, Clock: clock, DSN: s.DSN}
 	ts := httptest.NewUnstartedServer(nil)
 	e.URL = "http://" + ts.Listener.Addr().String()
 	if s.Config.PublicBaseURL == "" {
@@ -136,7 +143,7 @@ func New(t testing.TB, options ...func(*Setup)) *Env {
 		})
 	}
 	srv, err := handlers.New(s.Config, handlers.Deps{
-		Store: st, Key: key, Mail: sender, Templates: tmpl, Logger: log, Now: clock.Now, Federation: s.Federation,
+		Store: st, Key: key, Mail: sender, SMS: texts, Templates: tmpl, Logger: log, Now: clock.Now, Federation: s.Federation,
 	})
 	if err != nil {
 		t.Fatalf("handlers: %v", err)
