@@ -11,9 +11,9 @@ import (
 func TestEchoPath(t *testing.T) {
 	tests := map[string]string{
 		"/_matrix/identity/api/v1/pubkey/{keyId}": "/_matrix/identity/api/v1/pubkey/:keyId",
-		"/a/{x}/b/{y}":                            "/a/:x/b/:y",
-		"/plain":                                  "/plain",
-		"/broken/{x":                              "/broken/{x",
+		"/a/{x}/b/{y}": "/a/:x/b/:y",
+		"/plain":       "/plain",
+		"/broken/{x":   "/broken/{x",
 	}
 	for in, want := range tests {
 		if got := EchoPath(in); got != want {
