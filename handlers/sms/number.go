@@ -27,12 +27,15 @@ const maxInputLen = 64
 // case-insensitive) and returns the MSISDN (E.164 without the leading '+',
 // digits only) and the number in international format, e.g.
 //
-//	Normalize("GB", "07700900123") → "447700900123", "+44 7700 900123"
+//	Normalize("GB", "07400 123456") → "447400123456", "+44 7400 123456"
 //
 // A number starting with '+' carries its own country code, which overrides
 // country; country must still be a known region. Unknown countries, numbers
-// that do not parse, and numbers that are not valid for their region
-// (phonenumbers.IsValidNumber) yield an error wrapping ErrInvalidNumber.
+// that do not parse, numbers with an extension and numbers that are not valid
+// for their region (phonenumbers.IsValidNumber) yield an error wrapping
+// ErrInvalidNumber. Note that IsValidNumber follows libphonenumber's
+// metadata, which rejects ranges reserved for fiction such as the UK's
+// 07700 900xxx.
 func Normalize(country, phoneNumber string) (msisdn, intl string, err error) {
 	region := strings.ToUpper(strings.TrimSpace(country))
 	if !phonenumbers.GetSupportedRegions()[region] {
@@ -47,6 +50,10 @@ func Normalize(country, phoneNumber string) (msisdn, intl string, err error) {
 	}
 	if !phonenumbers.IsValidNumber(num) {
 		return "", "", fmt.Errorf("%w: not a valid number", ErrInvalidNumber)
+	}
+	if num.GetExtension() != "" {
+		// The MSISDN would silently drop it and reach someone else.
+		return "", "", fmt.Errorf("%w: extensions are not supported", ErrInvalidNumber)
 	}
 	msisdn = strings.TrimPrefix(phonenumbers.Format(num, phonenumbers.E164), "+")
 	if !validMSISDN(msisdn) {
