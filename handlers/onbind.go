@@ -1,11 +1,279 @@
 package handlers
 
-import "context"
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/sigil-matrix/sigil/handlers/federation"
+	"github.com/sigil-matrix/sigil/handlers/signing"
+	"github.com/sigil-matrix/sigil/store"
+)
+
+// OnBindOptions tune the delivery of onbind callbacks: the pending
+// third-party invites of a 3PID, POSTed to the homeserver of the MXID it is
+// bound to (/_matrix/federation/v1/3pid/onbind).
+type OnBindOptions struct {
+	// Backoff is the retry unit: after the n-th failed attempt the next one
+	// is Backoff·2^n later (default 1s, i.e. 2^n seconds, as Sydent).
+	Backoff time.Duration
+	// MaxBackoff caps the delay between attempts (default 1h).
+	MaxBackoff time.Duration
+	// GiveUpAfter is how long after the bind a failing delivery is retried
+	// before it is abandoned and its invites released (default 48h).
+	GiveUpAfter time.Duration
+	// Poll is how often the worker looks for due deliveries when nothing
+	// wakes it (default 1s).
+	Poll time.Duration
+	// Timeout bounds one delivery attempt (default 30s); the federation
+	// client's own timeout applies too.
+	Timeout time.Duration
+	// Concurrency is how many deliveries are attempted at once (default 4).
+	Concurrency int
+}
+
+func (o *OnBindOptions) defaults() {
+	if o.Backoff <= 0 {
+		o.Backoff = time.Second
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = time.Hour
+	}
+	if o.GiveUpAfter <= 0 {
+		o.GiveUpAfter = 48 * time.Hour
+	}
+	if o.Poll <= 0 {
+		o.Poll = time.Second
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 30 * time.Second
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = 4
+	}
+}
+
+// onBindBatch is how many due deliveries the worker takes at a time.
+const onBindBatch = 32
+
+// onBindState is the worker's per-server state.
+type onBindState struct {
+	wake chan struct{}
+	mu   sync.Mutex
+	opts OnBindOptions
+}
+
+func newOnBindState() *onBindState {
+	st := &onBindState{wake: make(chan struct{}, 1)}
+	st.opts.defaults()
+	return st
+}
+
+func (s *Server) onBindState() *onBindState { return s.onbind }
+
+// ConfigureOnBind sets how onbind callbacks are retried; zero fields keep
+// their defaults. Call it before RunOnBindWorker.
+func (s *Server) ConfigureOnBind(o OnBindOptions) {
+	o.defaults()
+	st := s.onBindState()
+	st.mu.Lock()
+	st.opts = o
+	st.mu.Unlock()
+}
+
+func (st *onBindState) options() OnBindOptions {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.opts
+}
+
+// onBindInvite is one invite in the onbind body. Homeservers use mxid,
+// room_id, sender and signed; token is what Sydent also sends.
+type onBindInvite struct {
+	Medium  string         `json:"medium"`
+	Address string         `json:"address"`
+	MXID    string         `json:"mxid"`
+	RoomID  string         `json:"room_id"`
+	Sender  string         `json:"sender"`
+	Token   string         `json:"token"`
+	Signed  map[string]any `json:"signed"`
+}
+
+type onBindBody struct {
+	Medium  string         `json:"medium"`
+	Address string         `json:"address"`
+	MXID    string         `json:"mxid"`
+	Invites []onBindInvite `json:"invites"`
+}
+
+// onBindPayload builds the onbind body for invites. Each invite's signed
+// block, {mxid, token}, is signed with the long-term key: homeservers check
+// it against the public keys of the room's m.room.third_party_invite event,
+// the first of which is that key.
+func (s *Server) onBindPayload(medium, address, mxid string, invites []store.Invite) ([]byte, error) {
+	body := onBindBody{Medium: medium, Address: address, MXID: mxid, Invites: make([]onBindInvite, 0, len(invites))}
+	for _, inv := range invites {
+		signed, err := signing.SignJSON(map[string]any{"mxid": mxid, "token": inv.Token}, s.cfg.ServerName, s.key)
+		if err != nil {
+			return nil, fmt.Errorf("sign invite: %w", err)
+		}
+		body.Invites = append(body.Invites, onBindInvite{
+			Medium: inv.Medium, Address: inv.Address, MXID: mxid,
+			RoomID: inv.RoomID, Sender: inv.Sender, Token: inv.Token, Signed: signed,
+		})
+	}
+	return json.Marshal(body)
+}
 
 // queueOnBind records, durably, that the pending invites for a newly bound
-// 3PID must be delivered to the owner's homeserver. (Placeholder: issue 3.)
-func (s *Server) queueOnBind(ctx context.Context, medium, address, mxid string) error { return nil }
+// 3PID must be delivered to the owner's homeserver, and wakes the worker.
+// The invites are claimed by the delivery, so a later bind does not send
+// them again.
+func (s *Server) queueOnBind(ctx context.Context, medium, address, mxid string) error {
+	// The binding is already published: finish queueing even if the client
+	// goes away.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	queued, err := s.store.EnqueueOnBind(ctx, medium, address, mxid, func(invs []store.Invite) ([]byte, error) {
+		return s.onBindPayload(medium, address, mxid, invs)
+	}, s.now())
+	if err != nil {
+		return err
+	}
+	if queued {
+		s.log.Info("onbind queued", "medium", medium, "mxid", mxid)
+		select {
+		case s.onBindState().wake <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
 
-// RunOnBindWorker delivers queued onbind callbacks until ctx ends.
-// (Placeholder: issue 3.)
-func (s *Server) RunOnBindWorker(ctx context.Context) { <-ctx.Done() }
+// RunOnBindWorker delivers queued onbind callbacks until ctx ends: every
+// Poll, or at once when a bind queues one. All state is in the database, so
+// deliveries survive restarts, and a delivery is leased while it is being
+// attempted, so several processes sharing a database do not send it twice.
+func (s *Server) RunOnBindWorker(ctx context.Context) {
+	st := s.onBindState()
+	o := st.options()
+	tick := time.NewTicker(o.Poll)
+	defer tick.Stop()
+	for {
+		s.deliverDueOnBinds(ctx, o)
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		case <-st.wake:
+		}
+	}
+}
+
+// deliverDueOnBinds attempts every due delivery, a batch at a time.
+func (s *Server) deliverDueOnBinds(ctx context.Context, o OnBindOptions) {
+	// A batch takes at most ceil(batch/concurrency) timeouts; the lease
+	// outlasts it, and outlives a crashed worker only by that much.
+	lease := time.Duration((onBindBatch+o.Concurrency-1)/o.Concurrency+1) * o.Timeout
+	for ctx.Err() == nil {
+		due, err := s.store.DueOnBinds(ctx, s.now(), onBindBatch, lease)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Error("onbind: load due deliveries", "err", err)
+			}
+			return
+		}
+		sem := make(chan struct{}, o.Concurrency)
+		var wg sync.WaitGroup
+		for _, d := range due {
+			sem <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				s.deliverOnBind(ctx, o, d)
+			}()
+		}
+		wg.Wait()
+		if len(due) < onBindBatch {
+			return
+		}
+	}
+}
+
+// deliverOnBind makes one attempt and records its outcome.
+func (s *Server) deliverOnBind(ctx context.Context, o OnBindOptions, d store.OnBindDelivery) {
+	server := mxidServer(d.MXID)
+	log := s.log.With("delivery", d.ID, "mxid", d.MXID, "server", server, "attempt", d.Attempts+1)
+	var err error
+	if server == "" {
+		err = fmt.Errorf("%w: no server name in %q", federation.ErrInvalidServerName, d.MXID)
+	} else {
+		callCtx, cancel := context.WithTimeout(ctx, o.Timeout)
+		err = s.fed.OnBind(callCtx, server, json.RawMessage(d.Payload))
+		cancel()
+	}
+	// Record the outcome even when shutting down: forgetting a success
+	// would send the invites twice.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	now := s.now()
+	if err == nil {
+		if err := s.store.MarkOnBindDelivered(rctx, d.ID, now); err != nil {
+			log.Error("onbind delivered but not recorded: it may be sent again", "err", err)
+			return
+		}
+		log.Info("onbind delivered")
+		return
+	}
+	switch {
+	case ctx.Err() != nil:
+		// Interrupted by shutdown: due again at the next start.
+		log.Info("onbind interrupted: will retry", "err", err)
+		err = s.store.RescheduleOnBind(rctx, d.ID, now, err.Error())
+	case permanentOnBindError(err):
+		log.Error("onbind refused by the homeserver: giving up", "err", err)
+		err = s.store.MarkOnBindFailed(rctx, d.ID, now, err.Error())
+	case now.Sub(d.CreatedAt) >= o.GiveUpAfter:
+		log.Error("onbind undeliverable: giving up", "err", err, "since", d.CreatedAt)
+		err = s.store.MarkOnBindFailed(rctx, d.ID, now, err.Error())
+	default:
+		delay := onBindBackoff(o, d.Attempts+1)
+		log.Warn("onbind failed: will retry", "err", err, "retry_in", delay)
+		err = s.store.RescheduleOnBind(rctx, d.ID, now.Add(delay), err.Error())
+	}
+	if err != nil {
+		log.Error("onbind: record failed attempt", "err", err)
+	}
+}
+
+// onBindBackoff is the delay after the n-th failed attempt.
+func onBindBackoff(o OnBindOptions, n int) time.Duration {
+	d := o.Backoff
+	for range n {
+		d *= 2
+		if d >= o.MaxBackoff {
+			return o.MaxBackoff
+		}
+	}
+	return d
+}
+
+// permanentOnBindError reports an answer that retrying cannot change: a
+// malformed server name, or a 4xx other than timeouts and rate limits
+// (Synapse answers 403 for an invite it does not know, 400 for a missing
+// signed block).
+func permanentOnBindError(err error) bool {
+	if errors.Is(err, federation.ErrInvalidServerName) {
+		return true
+	}
+	var se *federation.StatusError
+	if errors.As(err, &se) {
+		return se.StatusCode >= 400 && se.StatusCode < 500 &&
+			se.StatusCode != http.StatusRequestTimeout && se.StatusCode != http.StatusTooManyRequests
+	}
+	return false
+}

@@ -99,6 +99,7 @@ type Server struct {
 	mailByIP   *ratelimit.Limiter
 	// onBind, when set, queues delivery of pending invites after a bind.
 	onBind func(ctx context.Context, medium, address, mxid string) error
+	onbind *onBindState
 }
 
 // New builds a Server.
@@ -137,6 +138,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		mailByIP:   ratelimit.New(cfg.MailEvery/10, cfg.MailBurst*10),
 	}
 	srv.onBind = srv.queueOnBind
+	srv.onbind = newOnBindState()
 	return srv, nil
 }
 

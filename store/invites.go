@@ -36,12 +36,12 @@ func (s *Store) InviteByToken(ctx context.Context, token string) (Invite, error)
 	return inv, nil
 }
 
-// PendingInvites returns the undelivered invites for (medium, address), in
-// creation (ID) order.
+// PendingInvites returns the invites for (medium, address) that are neither
+// delivered nor claimed by a queued onbind delivery, in creation (ID) order.
 func (s *Store) PendingInvites(ctx context.Context, medium, address string) ([]Invite, error) {
 	var invs []Invite
 	err := s.db.WithContext(ctx).
-		Where("medium = ? AND address = ? AND delivered_at IS NULL", medium, address).
+		Where("medium = ? AND address = ? AND "+pendingInvites, medium, address).
 		Order("id").Find(&invs).Error
 	if err != nil {
 		return nil, wrap("pending invites", err)

@@ -110,6 +110,47 @@ func migrations() []*gormigrate.Migration {
 				return tx.Migrator().DropTable("terms_acceptances", "accounts")
 			},
 		},
+		{
+			ID: "0005_onbind",
+			Migrate: func(tx *gorm.DB) error {
+				type OnbindDelivery struct { // table onbind_deliveries
+					ID            uint       `gorm:"primaryKey"`
+					MXID          string     `gorm:"column:mxid;not null"`
+					Medium        string     `gorm:"not null"`
+					Address       string     `gorm:"not null"`
+					Payload       []byte     `gorm:"not null"`
+					Attempts      int        `gorm:"not null"`
+					NextAttemptAt time.Time  `gorm:"not null;index:idx_onbind_deliveries_due"`
+					LastError     string     `gorm:"not null"`
+					CreatedAt     time.Time  `gorm:"not null"`
+					DeliveredAt   *time.Time ``
+					FailedAt      *time.Time ``
+				}
+				// The delivery that claimed the invite; NULL while pending.
+				type Invite struct {
+					OnbindDeliveryID *uint `gorm:"index:idx_invites_onbind_delivery_id"`
+				}
+				if err := tx.Migrator().CreateTable(&OnbindDelivery{}); err != nil {
+					return err
+				}
+				if err := tx.Migrator().AddColumn(&Invite{}, "OnbindDeliveryID"); err != nil {
+					return err
+				}
+				return tx.Migrator().CreateIndex(&Invite{}, "idx_invites_onbind_delivery_id")
+			},
+			Rollback: func(tx *gorm.DB) error {
+				type Invite struct {
+					OnbindDeliveryID *uint `gorm:"index:idx_invites_onbind_delivery_id"`
+				}
+				if err := tx.Migrator().DropIndex(&Invite{}, "idx_invites_onbind_delivery_id"); err != nil {
+					return err
+				}
+				if err := tx.Migrator().DropColumn(&Invite{}, "OnbindDeliveryID"); err != nil {
+					return err
+				}
+				return tx.Migrator().DropTable("onbind_deliveries")
+			},
+		},
 	}
 }
 

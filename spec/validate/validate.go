@@ -21,6 +21,7 @@ import (
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/labstack/echo/v4"
+	"github.com/valyala/fastjson"
 
 	"github.com/sigil-matrix/sigil/handlers/matrixerr"
 )
@@ -32,8 +33,13 @@ const DefaultMaxBodyBytes = 1 << 20
 // Validator validates requests for the operations of one document.
 type Validator struct {
 	routes  map[string]*routers.Route // "METHOD /echo/:path"
+	fast    map[*routers.Route]*fastSchema
 	maxBody int64
 	options *openapi3filter.Options
+	// paramsOnly validates all but the body, for bodies the compiled
+	// schema already accepted.
+	paramsOnly *openapi3filter.Options
+	parsers    fastjson.ParserPool
 }
 
 // New indexes doc's operations by the route pattern Echo matches them with.
@@ -43,19 +49,30 @@ func New(doc *openapi3.T, maxBodyBytes int64) (*Validator, error) {
 	}
 	v := &Validator{
 		routes:  map[string]*routers.Route{},
+		fast:    map[*routers.Route]*fastSchema{},
 		maxBody: maxBodyBytes,
 		options: &openapi3filter.Options{
-			MultiError:         true,
-			KeepValidatedValue: true,
+			MultiError: true,
 			// Authentication is checked by the v2 auth middleware, which
 			// needs the database; here only the shape of requests matters.
+			AuthenticationFunc: openapi3filter.NoopAuthenticationFunc,
+		},
+		paramsOnly: &openapi3filter.Options{
+			ExcludeRequestBody: true,
+			MultiError:         true,
 			AuthenticationFunc: openapi3filter.NoopAuthenticationFunc,
 		},
 	}
 	for path, item := range doc.Paths.Map() {
 		for method, op := range item.Operations() {
-			v.routes[method+" "+EchoPath(path)] = &routers.Route{
-				Spec: doc, Path: path, PathItem: item, Method: method, Operation: op,
+			r := &routers.Route{Spec: doc, Path: path, PathItem: item, Method: method, Operation: op}
+			v.routes[method+" "+EchoPath(path)] = r
+			if op.RequestBody != nil && op.RequestBody.Value != nil {
+				if mt := op.RequestBody.Value.Content.Get(echo.MIMEApplicationJSON); mt != nil {
+					if f, err := compileFast(mt.Schema); err == nil {
+						v.fast[r] = f
+					}
+				}
 			}
 		}
 	}
@@ -116,9 +133,14 @@ func (v *Validator) Middleware() echo.MiddlewareFunc {
 
 func (v *Validator) validate(c echo.Context, route *routers.Route) error {
 	req := c.Request()
+	opts := v.options
 	if rb := route.Operation.RequestBody; rb != nil && rb.Value != nil {
-		if err := v.prepareBody(req, rb.Value); err != nil {
+		bodyOK, err := v.prepareBody(req, rb.Value, v.fast[route])
+		if err != nil {
 			return err
+		}
+		if bodyOK {
+			opts = v.paramsOnly
 		}
 	}
 	params := make(map[string]string, len(c.ParamNames()))
@@ -129,7 +151,7 @@ func (v *Validator) validate(c echo.Context, route *routers.Route) error {
 		Request:    req,
 		PathParams: params,
 		Route:      route,
-		Options:    v.options,
+		Options:    opts,
 	}
 	if err := openapi3filter.ValidateRequest(req.Context(), in); err != nil {
 		return toMatrix(err)
@@ -140,10 +162,11 @@ func (v *Validator) validate(c echo.Context, route *routers.Route) error {
 // prepareBody reads the body within the size limit and leaves it as JSON:
 // form bodies are converted using the schema's property types, and a body
 // sent with no or another content type is taken to be JSON, as Matrix
-// clients are not obliged to label it.
-func (v *Validator) prepareBody(req *http.Request, rb *openapi3.RequestBody) error {
+// clients are not obliged to label it. It reports whether the compiled
+// schema (if any) already accepted the body.
+func (v *Validator) prepareBody(req *http.Request, rb *openapi3.RequestBody, fast *fastSchema) (bool, error) {
 	if req.ContentLength > v.maxBody {
-		return matrixerr.TooLarge(fmt.Sprintf("Request body is larger than %d bytes", v.maxBody))
+		return false, matrixerr.TooLarge(fmt.Sprintf("Request body is larger than %d bytes", v.maxBody))
 	}
 	var data []byte
 	if req.Body != nil && req.Body != http.NoBody {
@@ -151,37 +174,42 @@ func (v *Validator) prepareBody(req *http.Request, rb *openapi3.RequestBody) err
 		data, err = io.ReadAll(io.LimitReader(req.Body, v.maxBody+1))
 		req.Body.Close()
 		if err != nil {
-			return matrixerr.BadJSON("Could not read the request body").WithCause(err)
+			return false, matrixerr.BadJSON("Could not read the request body").WithCause(err)
 		}
 		if int64(len(data)) > v.maxBody {
-			return matrixerr.TooLarge(fmt.Sprintf("Request body is larger than %d bytes", v.maxBody))
+			return false, matrixerr.TooLarge(fmt.Sprintf("Request body is larger than %d bytes", v.maxBody))
 		}
 	}
+	p := v.parsers.Get()
+	defer v.parsers.Put(p)
 	ct, _, _ := mime.ParseMediaType(req.Header.Get(echo.HeaderContentType))
 	trimmed := bytes.TrimSpace(data)
+	parsed, parseErr := p.ParseBytes(trimmed)
 	// curl and some scripts label JSON as a form; a body that is a JSON
 	// object is JSON whatever its label says.
-	looksJSON := len(trimmed) > 0 && trimmed[0] == '{' && json.Valid(trimmed)
-	if ct == echo.MIMEApplicationForm && !looksJSON {
+	isObject := parseErr == nil && parsed.Type() == fastjson.TypeObject
+	switch {
+	case ct == echo.MIMEApplicationForm && !isObject:
 		converted, err := formToJSON(data, bodySchema(rb))
 		if err != nil {
-			return err
+			return false, err
 		}
 		data = converted
-	} else if len(trimmed) == 0 {
+		parsed, parseErr = p.ParseBytes(data)
+	case len(trimmed) == 0:
 		if rb.Required {
-			return matrixerr.NotJSON("The request body must be a JSON object")
+			return false, matrixerr.NotJSON("The request body must be a JSON object")
 		}
-	} else if !json.Valid(data) {
-		return matrixerr.NotJSON("The request body is not valid JSON")
-	} else if trimmed[0] != '{' {
-		return matrixerr.BadJSON("The request body must be a JSON object")
+	case parseErr != nil:
+		return false, matrixerr.NotJSON("The request body is not valid JSON")
+	case !isObject:
+		return false, matrixerr.BadJSON("The request body must be a JSON object")
 	}
 	req.Header.Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
 	req.Body = io.NopCloser(bytes.NewReader(data))
 	req.ContentLength = int64(len(data))
 	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil }
-	return nil
+	return fast != nil && parseErr == nil && len(data) > 0 && fast.valid(parsed), nil
 }
 
 func bodySchema(rb *openapi3.RequestBody) *openapi3.Schema {
