@@ -40,6 +40,7 @@ func NewHTTP(s *Server, opts HTTPOptions) (*echo.Echo, error) {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
+	e.JSONSerializer = sonicJSON{}
 	e.IPExtractor = echo.ExtractIPDirect()
 	if opts.TrustForwardedFor {
 		e.IPExtractor = echo.ExtractIPFromXFFHeader()

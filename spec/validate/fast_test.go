@@ -1,0 +1,168 @@
+package validate
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"testing"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/labstack/echo/v4"
+	"github.com/valyala/fastjson"
+
+	"github.com/sigil-matrix/sigil/gen"
+)
+
+// instance builds a value the schema accepts (as far as it can tell).
+func instance(s *openapi3.Schema) any {
+	switch {
+	case s.Type.Is("object"):
+		m := map[string]any{}
+		for name, p := range s.Properties {
+			m[name] = instance(p.Value)
+		}
+		return m
+	case s.Type.Is("array"):
+		var item any = "x"
+		if s.Items != nil {
+			item = instance(s.Items.Value)
+		}
+		n := 2
+		if s.MinItems > 2 {
+			n = int(s.MinItems)
+		}
+		if s.MaxItems != nil && int(*s.MaxItems) < n {
+			n = int(*s.MaxItems)
+		}
+		a := make([]any, n)
+		for i := range a {
+			a[i] = item
+		}
+		return a
+	case s.Type.Is("integer"):
+		return 3.0
+	case s.Type.Is("number"):
+		return 2.5
+	case s.Type.Is("boolean"):
+		return true
+	case len(s.Enum) > 0:
+		return s.Enum[0]
+	}
+	return "text"
+}
+
+// mutations are near misses and oddities around a valid body.
+func mutations(s *openapi3.Schema, valid map[string]any) []any {
+	out := []any{valid, map[string]any{}, map[string]any{"unexpected": 1}}
+	clone := func() map[string]any {
+		m := map[string]any{}
+		for k, v := range valid {
+			m[k] = v
+		}
+		return m
+	}
+	names := make([]string, 0, len(s.Properties))
+	for n := range s.Properties {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		m := clone()
+		delete(m, n)
+		out = append(out, m)
+		for _, wrong := range []any{1.0, 1.5, "s", true, nil, []any{}, []any{1.0}, []any{"a"}, []any{[]any{"a", "b"}}, []any{[]any{"a"}}, map[string]any{}, map[string]any{"k": "v"}, map[string]any{"k": 1.0}} {
+			m := clone()
+			m[n] = wrong
+			out = append(out, m)
+		}
+	}
+	m := clone()
+	m["extra_field"] = "x"
+	out = append(out, m)
+	return out
+}
+
+// TestFastSchemaAgreesWithKin: for every request body in the document the
+// compiled schema accepts exactly what kin-openapi accepts.
+func TestFastSchemaAgreesWithKin(t *testing.T) {
+	doc, err := gen.GetSwagger()
+	if err != nil {
+		t.Fatal(err)
+	}
+	compiled := 0
+	for path, item := range doc.Paths.Map() {
+		for method, op := range item.Operations() {
+			if op.RequestBody == nil || op.RequestBody.Value == nil {
+				continue
+			}
+			mt := op.RequestBody.Value.Content.Get(echo.MIMEApplicationJSON)
+			if mt == nil || mt.Schema == nil {
+				continue
+			}
+			f, err := compileFast(mt.Schema)
+			if err != nil {
+				t.Logf("%s %s: left to kin-openapi: %v", method, path, err)
+				continue
+			}
+			compiled++
+			s := mt.Schema.Value
+			valid, _ := instance(s).(map[string]any)
+			for i, body := range mutations(s, valid) {
+				raw, _ := json.Marshal(body)
+				var p fastjson.Parser
+				v, err := p.ParseBytes(raw)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var decoded any
+				json.Unmarshal(raw, &decoded)
+				kin := s.VisitJSON(decoded, openapi3.VisitAsRequest()) == nil
+				if got := f.valid(v); got != kin {
+					t.Errorf("%s %s case %d %s: fast says %v, kin-openapi %v", method, path, i, raw, got, kin)
+				}
+			}
+		}
+	}
+	if compiled < 20 {
+		t.Errorf("only %d request bodies compiled; the fast path covers too little", compiled)
+	}
+}
+
+func TestFastSchemaScalars(t *testing.T) {
+	max := uint64(3)
+	tests := []struct {
+		schema *openapi3.Schema
+		json   string
+		want   bool
+	}{
+		{openapi3.NewIntegerSchema(), `3`, true},
+		{openapi3.NewIntegerSchema(), `3.0`, true},
+		{openapi3.NewIntegerSchema(), `3.5`, false},
+		{openapi3.NewFloat64Schema(), `3.5`, true},
+		{openapi3.NewStringSchema(), `"a\u00e9"`, true},
+		{openapi3.NewStringSchema().WithPattern(`^[a-z]+$`), `"abc"`, true},
+		{openapi3.NewStringSchema().WithPattern(`^[a-z]+$`), `"ab1"`, false},
+		{&openapi3.Schema{Type: &openapi3.Types{"string"}, MaxLength: &max}, `"日本語"`, true},
+		{&openapi3.Schema{Type: &openapi3.Types{"string"}, MaxLength: &max}, `"日本語!"`, false},
+		{openapi3.NewBoolSchema(), `false`, true},
+		{openapi3.NewBoolSchema(), `null`, false},
+		{&openapi3.Schema{Type: &openapi3.Types{"string"}, Nullable: true}, `null`, true},
+	}
+	for i, tt := range tests {
+		f, err := compileFast(openapi3.NewSchemaRef("", tt.schema))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var p fastjson.Parser
+		v, _ := p.Parse(tt.json)
+		if got := f.valid(v); got != tt.want {
+			t.Errorf("case %d %s: %v, want %v", i, tt.json, got, tt.want)
+		}
+		var d any
+		json.Unmarshal([]byte(tt.json), &d)
+		if kin := tt.schema.VisitJSON(d) == nil; kin != tt.want {
+			t.Errorf("case %d: the expectation disagrees with kin-openapi (%v)", i, kin)
+		}
+	}
+	_ = fmt.Sprint
+}
