@@ -2,7 +2,7 @@
 GO ?= go
 POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 
-.PHONY: run test test-postgres generate check-generated lint bench load tidy-check
+.PHONY: run test test-postgres generate check-generated lint bench microbench load tidy-check
 
 ## run: start the server with its embedded defaults (127.0.0.1:8090, ./data)
 run:
@@ -31,6 +31,19 @@ lint:
 	$(GO) vet ./...
 	$(GO) mod tidy -diff
 
-## bench: micro-benchmarks
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./handlers/signing/ ./store/ ./spec/validate/
+## bench: micro-benchmarks, then the load benchmark (prints the tables; about 6 minutes)
+bench: microbench load
+
+## microbench: go test -bench for canonical JSON, signing, hashing, validation, the store and the stack
+microbench:
+	$(GO) test -run '^$$' -bench . -benchmem ./handlers/signing/ ./spec/validate/ ./handlers/
+
+## load: the load benchmark (cmd/sigil-load): N=10k and 1M bindings, SQLite and PostgreSQL, every workload
+##       (LOAD_FLAGS='-out load.md' to also write the tables to a file)
+.PHONY: load load-quick
+load:
+	SIGIL_LOAD_POSTGRES_URL='$(POSTGRES_URL)' $(GO) run ./cmd/sigil-load $(LOAD_FLAGS)
+
+## load-quick: the load benchmark on SQLite with 10k bindings, 3 s per workload
+load-quick:
+	$(GO) run ./cmd/sigil-load -n 10000 -db sqlite -duration 3s -warmup 1s $(LOAD_FLAGS)

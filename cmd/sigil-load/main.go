@@ -1,0 +1,239 @@
+// Command sigil-load is Sigil's load benchmark: it seeds a database with N
+// bindings through the store's bulk path, starts the real sigil binary on a
+// loopback port and drives it with a closed-loop generator at a fixed
+// concurrency, one workload at a time. For each workload it reports
+// requests/s, p50 and p99 latency, the server's CPU time per request and
+// the errors; for each (database, N) the seeding time, the time to first
+// answer and the server's peak RSS.
+//
+//	go run ./cmd/sigil-load                                  # the full matrix (make load)
+//	go run ./cmd/sigil-load -n 10000 -db sqlite -duration 3s # a quick check (make load-quick)
+//
+// All traffic goes to 127.0.0.1. Every run starts from an empty data
+// directory (and, for PostgreSQL, a new database that is dropped at the
+// end) unless -keep is given.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+type options struct {
+	sizes       []int
+	dbs         []string
+	workloads   []string
+	duration    time.Duration
+	warmup      time.Duration
+	concurrency int
+	out         string
+	keep        bool
+	analyze     bool
+	postgresURL string
+	sigilBin    string
+	srcDir      string
+}
+
+func main() {
+	var (
+		o                       options
+		sizes, dbs, workloadsIn string
+	)
+	flag.StringVar(&sizes, "n", "10000,1000000", "comma list of binding counts to seed")
+	flag.StringVar(&dbs, "db", "sqlite,postgres", "comma list of databases: sqlite, postgres")
+	flag.DurationVar(&o.duration, "duration", 10*time.Second, "measured time per workload")
+	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured load before each workload")
+	flag.IntVar(&o.concurrency, "concurrency", 16, "concurrent closed-loop clients")
+	flag.StringVar(&workloadsIn, "workloads", strings.Join(workloadNames(), ","), "comma list of workloads")
+	flag.StringVar(&o.out, "out", "", "also write the results here (.json: JSON, otherwise markdown)")
+	flag.BoolVar(&o.analyze, "analyze", true, "run ANALYZE on PostgreSQL after seeding (what autovacuum does soon after a bulk load)")
+	flag.BoolVar(&o.keep, "keep", false, "keep the data directory and the PostgreSQL database")
+	flag.StringVar(&o.postgresURL, "postgres", envOr("SIGIL_LOAD_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"),
+		"PostgreSQL URL of an existing database used to create and drop the benchmark's own (env SIGIL_LOAD_POSTGRES_URL)")
+	flag.StringVar(&o.sigilBin, "sigil", "", "a prebuilt sigil binary (default: go build ./cmd/sigil)")
+	flag.StringVar(&o.srcDir, "src", ".", "directory inside the Sigil module, for go build")
+	flag.Parse()
+
+	var err error
+	if o.sizes, err = parseSizes(sizes); err == nil {
+		o.dbs, err = parseChoices("db", dbs, []string{"sqlite", "postgres"})
+	}
+	if err == nil {
+		o.workloads, err = parseChoices("workload", workloadsIn, workloadNames())
+	}
+	if err == nil && (o.concurrency < 1 || o.duration <= 0 || o.warmup < 0) {
+		err = fmt.Errorf("-concurrency and -duration must be positive, -warmup not negative")
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "sigil-load:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o); err != nil {
+		fmt.Fprintln(os.Stderr, "sigil-load:", err)
+		os.Exit(1)
+	}
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func parseSizes(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(strings.ReplaceAll(f, "_", ""))
+		if f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("-n: %q is not a positive count", f)
+		}
+		out = append(out, n)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("-n: no sizes")
+	}
+	return out, nil
+}
+
+func parseChoices(what, s string, allowed []string) ([]string, error) {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		f = strings.ToLower(strings.TrimSpace(f))
+		if f == "" {
+			continue
+		}
+		ok := false
+		for _, a := range allowed {
+			ok = ok || a == f
+		}
+		if !ok {
+			return nil, fmt.Errorf("unknown %s %q (choose from %s)", what, f, strings.Join(allowed, ", "))
+		}
+		out = append(out, f)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no %s given", what)
+	}
+	return out, nil
+}
+
+// run builds the server once, then measures every (database, N).
+func run(ctx context.Context, o options) error {
+	started := time.Now()
+	work, err := os.MkdirTemp("", "sigil-load-")
+	if err != nil {
+		return err
+	}
+	if o.keep {
+		fmt.Fprintf(os.Stderr, "keeping data under %s\n", work)
+	} else {
+		defer os.RemoveAll(work)
+	}
+	bin := o.sigilBin
+	if bin == "" {
+		t := time.Now()
+		if bin, err = buildSigil(ctx, o.srcDir, work); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "built sigil in %s\n", time.Since(t).Round(time.Millisecond))
+	}
+	rep := report{
+		Date: time.Now().UTC().Format("2006-01-02"), GoVersion: runtime.Version(), CPU: cpuModel(),
+		Cores: runtime.NumCPU(), Concurrency: o.concurrency, Duration: o.duration.String(), Warmup: o.warmup.String(),
+		Command: strings.TrimSpace("go run ./cmd/sigil-load " + strings.Join(os.Args[1:], " ")), LoadAvg: loadAvg(),
+	}
+	for _, db := range o.dbs {
+		for _, n := range o.sizes {
+			res, err := runOne(ctx, o, bin, work, db, n)
+			if err != nil {
+				return fmt.Errorf("%s N=%d: %w", db, n, err)
+			}
+			rep.Runs = append(rep.Runs, res)
+			fmt.Println(res.markdown())
+		}
+	}
+	rep.Total = time.Since(started).Round(time.Second).String()
+	fmt.Printf("total time: %s\n", rep.Total)
+	if o.out != "" {
+		if err := rep.write(o.out); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "results written to %s\n", o.out)
+	}
+	return nil
+}
+
+// runOne seeds one database, starts a server on it and runs the workloads.
+func runOne(ctx context.Context, o options, bin, work, db string, n int) (runResult, error) {
+	res := runResult{DB: db, N: n}
+	dir, err := os.MkdirTemp(work, fmt.Sprintf("%s-%d-", db, n))
+	if err != nil {
+		return res, err
+	}
+	dsn := sqlitePath(dir)
+	if db == "postgres" {
+		var drop func()
+		dsn, drop, err = createPostgresDB(ctx, o.postgresURL)
+		if err != nil {
+			return res, err
+		}
+		if o.keep {
+			fmt.Fprintf(os.Stderr, "keeping PostgreSQL database %s\n", dsn)
+		} else {
+			defer drop()
+		}
+	}
+	fmt.Fprintf(os.Stderr, "== %s, N=%d: seeding\n", db, n)
+	fx, err := seedDatabase(ctx, dsn, dir, n, o.analyze, os.Stderr)
+	if err != nil {
+		return res, err
+	}
+	res.SeedSeconds, res.AnalyzeSeconds = fx.SeedTime.Seconds(), fx.AnalyzeTime.Seconds()
+	fmt.Fprintf(os.Stderr, "seeded %d bindings in %s (%.0f rows/s)\n", n, fx.SeedTime.Round(time.Millisecond), float64(n)/fx.SeedTime.Seconds())
+	if fx.AnalyzeTime > 0 {
+		fmt.Fprintf(os.Stderr, "ANALYZE took %s\n", fx.AnalyzeTime.Round(time.Millisecond))
+	}
+
+	srv, err := startServer(ctx, bin, dir, dsn, fx.KeyPath)
+	if err != nil {
+		return res, err
+	}
+	defer srv.stop()
+	res.ReadyMS = float64(srv.ready.Microseconds()) / 1000
+	res.StartRSSMB = srv.memMB("VmRSS")
+	fmt.Fprintf(os.Stderr, "server ready in %s, RSS %.1f MB\n", srv.ready.Round(time.Millisecond), res.StartRSSMB)
+
+	pools := newPools(n, fx, 64, 1000, 1)
+	for _, name := range o.workloads {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		wl := pools.workload(name)
+		r, err := measure(ctx, srv, wl, o.concurrency, o.warmup, o.duration)
+		if err != nil {
+			return res, fmt.Errorf("%s: %w", name, err)
+		}
+		fmt.Fprintf(os.Stderr, "  %-14s %8.0f req/s  p50 %.2f ms  p99 %.2f ms  errors %d\n", name, r.RPS, r.P50MS, r.P99MS, r.Errors)
+		res.Workloads = append(res.Workloads, r)
+	}
+	res.PeakRSSMB = srv.memMB("VmHWM")
+	if err := srv.alive(); err != nil {
+		return res, err
+	}
+	return res, nil
+}

@@ -1,0 +1,122 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"os"
+	"slices"
+	"strings"
+)
+
+// runResult is one (database, N).
+type runResult struct {
+	DB          string  `json:"db"`
+	N           int     `json:"n"`
+	SeedSeconds float64 `json:"seed_seconds"`
+	// AnalyzeSeconds is 0 when no ANALYZE ran (SQLite, or -analyze=false).
+	AnalyzeSeconds float64          `json:"analyze_seconds"`
+	ReadyMS        float64          `json:"ready_ms"`
+	StartRSSMB     float64          `json:"server_rss_mb_at_start"`
+	PeakRSSMB      float64          `json:"server_peak_rss_mb"`
+	Workloads      []workloadResult `json:"workloads"`
+}
+
+// report is a whole run.
+type report struct {
+	Date        string `json:"date"`
+	Command     string `json:"command"`
+	GoVersion   string `json:"go_version"`
+	CPU         string `json:"cpu"`
+	Cores       int    `json:"cores"`
+	Concurrency int    `json:"concurrency"`
+	Duration    string `json:"duration_per_workload"`
+	Warmup      string `json:"warmup"`
+	Total       string `json:"total_time"`
+	// LoadAvg is /proc/loadavg at the start: other work on the machine
+	// shows up here and in the "other CPU" column.
+	LoadAvg string      `json:"loadavg_at_start"`
+	Runs    []runResult `json:"runs"`
+}
+
+// thousands formats 1000000 as 1,000,000.
+func thousands(n int) string {
+	s := fmt.Sprint(n)
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+func (r runResult) markdown() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "### %s, N = %s\n\n", r.DB, thousands(r.N))
+	analyze := ""
+	if r.AnalyzeSeconds > 0 {
+		analyze = fmt.Sprintf(" + ANALYZE %.1f s", r.AnalyzeSeconds)
+	}
+	fmt.Fprintf(&b, "seed %.1f s (%s rows/s)%s · ready in %.0f ms · server RSS %.0f MB at start, peak %.0f MB\n\n",
+		r.SeedSeconds, thousands(int(float64(r.N)/r.SeedSeconds)), analyze, r.ReadyMS, r.StartRSSMB, r.PeakRSSMB)
+	b.WriteString("| workload | req/s | p50 ms | p99 ms | server CPU ms/req | generator CPU ms/req | other CPU ms/req | errors |\n")
+	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, w := range r.Workloads {
+		errs := "0"
+		if w.Errors > 0 {
+			errs = fmt.Sprintf("**%d** (%s)", w.Errors, statusSummary(w.Statuses))
+		}
+		fmt.Fprintf(&b, "| %s | %.0f | %.2f | %.2f | %.3f | %.3f | %.3f | %s |\n",
+			w.Name, w.RPS, w.P50MS, w.P99MS, w.ServerCPUMS, w.GenCPUMS, w.OtherCPUMS, errs)
+	}
+	for _, w := range r.Workloads {
+		if w.FirstErr != "" {
+			fmt.Fprintf(&b, "\n%s, first error: %s\n", w.Name, strings.TrimSpace(w.FirstErr))
+		}
+	}
+	return b.String()
+}
+
+func statusSummary(st map[int]int) string {
+	var parts []string
+	for _, c := range slices.Sorted(maps.Keys(st)) {
+		n := st[c]
+		if c/100 == 2 {
+			continue
+		}
+		name := fmt.Sprint(c)
+		if c == 0 {
+			name = "transport"
+		}
+		parts = append(parts, fmt.Sprintf("%s×%d", name, n))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func (rep report) markdown() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Run %s on %s (%d cores, load average %s at start), %s; %d concurrent clients, %s per workload after %s warm-up; total %s.\n\n",
+		rep.Date, rep.CPU, rep.Cores, rep.LoadAvg, rep.GoVersion, rep.Concurrency, rep.Duration, rep.Warmup, rep.Total)
+	fmt.Fprintf(&b, "`%s`\n\n", rep.Command)
+	for _, r := range rep.Runs {
+		b.WriteString(r.markdown())
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+func (rep report) write(path string) error {
+	var data []byte
+	if strings.HasSuffix(path, ".json") {
+		var err error
+		if data, err = json.MarshalIndent(rep, "", "  "); err != nil {
+			return err
+		}
+		data = append(data, '\n')
+	} else {
+		data = []byte(rep.markdown())
+	}
+	return os.WriteFile(path, data, 0o644)
+}

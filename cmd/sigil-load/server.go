@@ -1,0 +1,208 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+const statusPath = "/_matrix/identity/v2"
+
+// buildSigil compiles ./cmd/sigil of the module that contains srcDir.
+func buildSigil(ctx context.Context, srcDir, outDir string) (string, error) {
+	gomod, err := exec.CommandContext(ctx, goTool(), "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	root := filepath.Dir(strings.TrimSpace(string(gomod)))
+	if strings.TrimSpace(string(gomod)) == "" || strings.TrimSpace(string(gomod)) == os.DevNull {
+		root = srcDir
+	}
+	bin := filepath.Join(outDir, "sigil")
+	cmd := exec.CommandContext(ctx, goTool(), "build", "-o", bin, "./cmd/sigil")
+	cmd.Dir = root
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/sigil in %s: %w", root, err)
+	}
+	return bin, nil
+}
+
+func goTool() string {
+	if g := os.Getenv("GO"); g != "" {
+		return g
+	}
+	return "go"
+}
+
+// server is a running sigil process.
+type server struct {
+	cmd     *exec.Cmd
+	pid     int
+	base    string // http://127.0.0.1:port
+	ready   time.Duration
+	logPath string
+	exited  chan struct{}
+	waitErr error
+}
+
+// configYAML is the server's configuration for a run: loopback, warn-level
+// logs (mail goes to the log at info, so it is dropped), no mail rate limit.
+func configYAML(port int, dsn, keyPath string) string {
+	return fmt.Sprintf(`server_name: %s
+public_base_url: http://127.0.0.1:%d
+listen: 127.0.0.1:%d
+database: %q
+signing_key: %q
+log_level: warn
+limits:
+  mail_every: 0s
+`, serverName, port, port, dsn, keyPath)
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// startServer writes a configuration into dir, starts bin and waits for the
+// first 200 on the status route.
+func startServer(ctx context.Context, bin, dir, dsn, keyPath string) (*server, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	cfgPath := filepath.Join(dir, "sigil.yaml")
+	if err := os.WriteFile(cfgPath, []byte(configYAML(port, dsn, keyPath)), 0o600); err != nil {
+		return nil, err
+	}
+	logPath := filepath.Join(dir, "sigil.log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, "-config", cfgPath)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = withoutSigilEnv(os.Environ())
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("start %s: %w", bin, err)
+	}
+	s := &server{cmd: cmd, pid: cmd.Process.Pid, base: fmt.Sprintf("http://127.0.0.1:%d", port), logPath: logPath, exited: make(chan struct{})}
+	go func() { s.waitErr = cmd.Wait(); logf.Close(); close(s.exited) }()
+
+	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		resp, err := client.Get(s.base + statusPath)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				s.ready = time.Since(start)
+				return s, nil
+			}
+		}
+		select {
+		case <-s.exited:
+			return nil, fmt.Errorf("sigil exited before it was ready (%v):\n%s", s.waitErr, tail(logPath, 20))
+		case <-ctx.Done():
+			s.stop()
+			return nil, ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			s.stop()
+			return nil, fmt.Errorf("sigil not ready after 2 minutes:\n%s", tail(logPath, 20))
+		}
+	}
+}
+
+// withoutSigilEnv drops SIGIL_* variables so only the generated file
+// configures the server.
+func withoutSigilEnv(env []string) []string {
+	out := env[:0:0]
+	for _, e := range env {
+		if !strings.HasPrefix(e, "SIGIL_") {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// alive reports an error if the server has exited.
+func (s *server) alive() error {
+	select {
+	case <-s.exited:
+		return fmt.Errorf("sigil exited during the run (%v):\n%s", s.waitErr, tail(s.logPath, 20))
+	default:
+		return nil
+	}
+}
+
+// stop sends SIGTERM and waits for a graceful exit, killing after 20 s.
+func (s *server) stop() {
+	select {
+	case <-s.exited:
+		return
+	default:
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.exited:
+	case <-time.After(20 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.exited
+	}
+}
+
+// cpuTicks is the server's user+system CPU time so far, in clock ticks.
+func (s *server) cpuTicks() (int64, error) { return procCPUTicks(s.pid) }
+
+// memMB reads a Vm* line of /proc/<pid>/status, in MB (0 if unreadable).
+func (s *server) memMB(field string) float64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.pid))
+	if err != nil {
+		return 0
+	}
+	kb, err := parseStatusKB(string(data), field)
+	if err != nil {
+		return 0
+	}
+	return float64(kb) / 1024
+}
+
+func tail(path string, lines int) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	var buf []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		buf = append(buf, sc.Text())
+		if len(buf) > lines {
+			buf = buf[1:]
+		}
+	}
+	if len(buf) == 0 {
+		return "(empty log)"
+	}
+	return strings.Join(buf, "\n")
+}
