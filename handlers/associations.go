@@ -40,35 +40,45 @@ func (s *Server) pepper(ctx context.Context) (string, error) {
 	return p, nil
 }
 
-// publish signs and stores the binding of medium/address to mxid and
-// returns the signed association as served to clients.
-func (s *Server) publish(ctx context.Context, medium, address, mxid string) ([]byte, error) {
-	now := s.now()
+// SignAssociation builds the binding of medium/address to mxid as it is
+// stored: the signed association served by lookups (exactly the six fields
+// homeservers verify) and its lookup hash under pepper. The load benchmark
+// seeds with it too, so what it measures is what a bind stores.
+func SignAssociation(key signing.Key, serverName, medium, address, mxid, pepper string, now time.Time) (store.Association, error) {
 	a := association{
 		Address: address, Medium: medium, MXID: mxid,
 		NotBefore: now.UnixMilli(), NotAfter: now.Add(associationLifetime).UnixMilli(), TS: now.UnixMilli(),
 	}
-	signed, err := signing.SignJSON(a, s.cfg.ServerName, s.key)
+	signed, err := signing.SignJSON(a, serverName, key)
 	if err != nil {
-		return nil, fmt.Errorf("sign association: %w", err)
+		return store.Association{}, fmt.Errorf("sign association: %w", err)
 	}
 	raw, err := json.Marshal(signed)
 	if err != nil {
-		return nil, fmt.Errorf("encode association: %w", err)
+		return store.Association{}, fmt.Errorf("encode association: %w", err)
 	}
+	return store.Association{
+		Medium: medium, Address: address, MXID: mxid,
+		TS: a.TS, NotBefore: a.NotBefore, NotAfter: a.NotAfter,
+		Signed: raw, LookupHash: signing.LookupHash(address, medium, pepper), CreatedAt: now,
+	}, nil
+}
+
+// publish signs and stores the binding of medium/address to mxid and
+// returns the signed association as served to clients.
+func (s *Server) publish(ctx context.Context, medium, address, mxid string) ([]byte, error) {
 	pepper, err := s.pepper(ctx)
 	if err != nil {
 		return nil, err
 	}
-	err = s.store.PutAssociation(ctx, store.Association{
-		Medium: medium, Address: address, MXID: mxid,
-		TS: a.TS, NotBefore: a.NotBefore, NotAfter: a.NotAfter,
-		Signed: raw, LookupHash: signing.LookupHash(address, medium, pepper),
-	})
+	a, err := SignAssociation(s.key, s.cfg.ServerName, medium, address, mxid, pepper, s.now())
 	if err != nil {
+		return nil, err
+	}
+	if err := s.store.PutAssociation(ctx, a); err != nil {
 		return nil, fmt.Errorf("store association: %w", err)
 	}
-	return raw, nil
+	return a.Signed, nil
 }
 
 // bind publishes the 3PID of a validated session for mxid.

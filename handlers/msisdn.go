@@ -1,7 +1,6 @@
 package handlers
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -45,10 +44,8 @@ func (s *Server) requestMSISDNToken(ctx context.Context, clientSecret, country, 
 	return out, nil
 }
 
-func phonePage() []byte {
-	return successPage("Phone number verified",
-		"Your phone number has been verified. You can close this page and return to your Matrix client.")
-}
+var phoneVerifiedPage = successPage("Phone number verified",
+	"Your phone number has been verified. You can close this page and return to your Matrix client.")
 
 // MsisdnRequestToken is POST /_matrix/identity/api/v1/validate/msisdn/requestToken.
 func (s *Server) MsisdnRequestToken(ctx context.Context, req gen.MsisdnRequestTokenRequestObject) (gen.MsisdnRequestTokenResponseObject, error) {
@@ -94,29 +91,25 @@ func (s *Server) MsisdnSubmitTokenPostV2(ctx context.Context, req gen.MsisdnSubm
 // MsisdnSubmitTokenGet is GET /_matrix/identity/api/v1/validate/msisdn/submitToken.
 func (s *Server) MsisdnSubmitTokenGet(ctx context.Context, req gen.MsisdnSubmitTokenGetRequestObject) (gen.MsisdnSubmitTokenGetResponseObject, error) {
 	p := req.Params
-	sess, err := s.submitToken(ctx, p.Sid, p.ClientSecret, p.Token)
-	if err != nil {
+	loc, body, n, err := s.clickedLink(ctx, p.Sid, p.ClientSecret, p.Token, phoneVerifiedPage)
+	switch {
+	case err != nil:
 		return nil, err
+	case loc != nil:
+		return gen.MsisdnSubmitTokenGet3XXResponse{StatusCode: 302, Headers: gen.MsisdnSubmitTokenGet3XXResponseHeaders{Location: loc}}, nil
 	}
-	if sess.NextLink != "" {
-		loc := sess.NextLink
-		return gen.MsisdnSubmitTokenGet3XXResponse{StatusCode: 302, Headers: gen.MsisdnSubmitTokenGet3XXResponseHeaders{Location: &loc}}, nil
-	}
-	page := phonePage()
-	return gen.MsisdnSubmitTokenGet200TexthtmlResponse{Body: bytes.NewReader(page), ContentLength: int64(len(page))}, nil
+	return gen.MsisdnSubmitTokenGet200TexthtmlResponse{Body: body, ContentLength: n}, nil
 }
 
 // MsisdnSubmitTokenGetV2 is GET /_matrix/identity/v2/validate/msisdn/submitToken.
 func (s *Server) MsisdnSubmitTokenGetV2(ctx context.Context, req gen.MsisdnSubmitTokenGetV2RequestObject) (gen.MsisdnSubmitTokenGetV2ResponseObject, error) {
 	p := req.Params
-	sess, err := s.submitToken(ctx, p.Sid, p.ClientSecret, p.Token)
-	if err != nil {
+	loc, body, n, err := s.clickedLink(ctx, p.Sid, p.ClientSecret, p.Token, phoneVerifiedPage)
+	switch {
+	case err != nil:
 		return nil, err
+	case loc != nil:
+		return gen.MsisdnSubmitTokenGetV23XXResponse{StatusCode: 302, Headers: gen.MsisdnSubmitTokenGetV23XXResponseHeaders{Location: loc}}, nil
 	}
-	if sess.NextLink != "" {
-		loc := sess.NextLink
-		return gen.MsisdnSubmitTokenGetV23XXResponse{StatusCode: 302, Headers: gen.MsisdnSubmitTokenGetV23XXResponseHeaders{Location: &loc}}, nil
-	}
-	page := phonePage()
-	return gen.MsisdnSubmitTokenGetV2200TexthtmlResponse{Body: bytes.NewReader(page), ContentLength: int64(len(page))}, nil
+	return gen.MsisdnSubmitTokenGetV2200TexthtmlResponse{Body: body, ContentLength: n}, nil
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"slices"
 	"strings"
@@ -214,21 +215,34 @@ func (s *Server) EmailSubmitTokenPost(ctx context.Context, req gen.EmailSubmitTo
 	return gen.EmailSubmitTokenPost200JSONResponse{Success: &ok}, nil
 }
 
+// clickedLink validates a session from a link someone clicked, and returns
+// where to send them: the next_link stored with the session, or a page.
+func (s *Server) clickedLink(ctx context.Context, sid, clientSecret, token string, page []byte) (*string, io.Reader, int64, error) {
+	sess, err := s.submitToken(ctx, sid, clientSecret, token)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	if sess.NextLink != "" {
+		return &sess.NextLink, nil, 0, nil
+	}
+	return nil, bytes.NewReader(page), int64(len(page)), nil
+}
+
+var emailVerifiedPage = successPage("Email address verified",
+	"Your email address has been verified. You can close this page and return to your Matrix client.")
+
 // EmailSubmitTokenGet is the link in the email: a page for people, or a
 // redirect to the next_link stored with the session.
 func (s *Server) EmailSubmitTokenGet(ctx context.Context, req gen.EmailSubmitTokenGetRequestObject) (gen.EmailSubmitTokenGetResponseObject, error) {
 	p := req.Params
-	sess, err := s.submitToken(ctx, p.Sid, p.ClientSecret, p.Token)
-	if err != nil {
+	loc, body, n, err := s.clickedLink(ctx, p.Sid, p.ClientSecret, p.Token, emailVerifiedPage)
+	switch {
+	case err != nil:
 		return nil, err
+	case loc != nil:
+		return gen.EmailSubmitTokenGet3XXResponse{StatusCode: 302, Headers: gen.EmailSubmitTokenGet3XXResponseHeaders{Location: loc}}, nil
 	}
-	if sess.NextLink != "" {
-		loc := sess.NextLink
-		return gen.EmailSubmitTokenGet3XXResponse{StatusCode: 302, Headers: gen.EmailSubmitTokenGet3XXResponseHeaders{Location: &loc}}, nil
-	}
-	page := successPage("Email address verified",
-		"Your email address has been verified. You can close this page and return to your Matrix client.")
-	return gen.EmailSubmitTokenGet200TexthtmlResponse{Body: bytes.NewReader(page), ContentLength: int64(len(page))}, nil
+	return gen.EmailSubmitTokenGet200TexthtmlResponse{Body: body, ContentLength: n}, nil
 }
 
 // EmailRequestTokenV2 is POST /_matrix/identity/v2/validate/email/requestToken.
@@ -253,15 +267,12 @@ func (s *Server) EmailSubmitTokenPostV2(ctx context.Context, req gen.EmailSubmit
 // EmailSubmitTokenGetV2 is the v2 link: no token is needed to click it.
 func (s *Server) EmailSubmitTokenGetV2(ctx context.Context, req gen.EmailSubmitTokenGetV2RequestObject) (gen.EmailSubmitTokenGetV2ResponseObject, error) {
 	p := req.Params
-	sess, err := s.submitToken(ctx, p.Sid, p.ClientSecret, p.Token)
-	if err != nil {
+	loc, body, n, err := s.clickedLink(ctx, p.Sid, p.ClientSecret, p.Token, emailVerifiedPage)
+	switch {
+	case err != nil:
 		return nil, err
+	case loc != nil:
+		return gen.EmailSubmitTokenGetV23XXResponse{StatusCode: 302, Headers: gen.EmailSubmitTokenGetV23XXResponseHeaders{Location: loc}}, nil
 	}
-	if sess.NextLink != "" {
-		loc := sess.NextLink
-		return gen.EmailSubmitTokenGetV23XXResponse{StatusCode: 302, Headers: gen.EmailSubmitTokenGetV23XXResponseHeaders{Location: &loc}}, nil
-	}
-	page := successPage("Email address verified",
-		"Your email address has been verified. You can close this page and return to your Matrix client.")
-	return gen.EmailSubmitTokenGetV2200TexthtmlResponse{Body: bytes.NewReader(page), ContentLength: int64(len(page))}, nil
+	return gen.EmailSubmitTokenGetV2200TexthtmlResponse{Body: body, ContentLength: n}, nil
 }

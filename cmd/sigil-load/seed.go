@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/url"
@@ -34,20 +33,7 @@ const (
 	loadUser = "@loadtester:load.test"
 	// seedChunk is how many associations one signing job produces.
 	seedChunk = 5000
-	// associationLifetime matches the server's (handlers/associations.go).
-	associationLifetime = 100 * 365 * 24 * time.Hour
 )
-
-// association is the signed object of handlers/associations.go, field for
-// field: exactly what a bind would store and lookup would serve.
-type association struct {
-	Address   string `json:"address"`
-	Medium    string `json:"medium"`
-	MXID      string `json:"mxid"`
-	NotBefore int64  `json:"not_before"`
-	NotAfter  int64  `json:"not_after"`
-	TS        int64  `json:"ts"`
-}
 
 // Binding i is user<i>@load.test → @user<i>:load.test; addresses i >= N are
 // never bound.
@@ -169,28 +155,15 @@ func seedAssociations(ctx context.Context, st *store.Store, key signing.Key, pep
 	return g.Wait()
 }
 
-// signChunk builds associations [from, to), signed as publish signs them.
+// signChunk builds associations [from, to) exactly as a bind stores them.
 func signChunk(key signing.Key, pepper string, now time.Time, from, to int) ([]store.Association, error) {
 	out := make([]store.Association, 0, to-from)
-	ms := now.UnixMilli()
 	for i := from; i < to; i++ {
-		a := association{
-			Address: email(i), Medium: "email", MXID: mxid(i),
-			NotBefore: ms, NotAfter: now.Add(associationLifetime).UnixMilli(), TS: ms,
-		}
-		signed, err := signing.SignJSON(a, serverName, key)
+		a, err := handlers.SignAssociation(key, serverName, "email", email(i), mxid(i), pepper, now)
 		if err != nil {
 			return nil, err
 		}
-		raw, err := json.Marshal(signed)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, store.Association{
-			Medium: a.Medium, Address: a.Address, MXID: a.MXID,
-			TS: a.TS, NotBefore: a.NotBefore, NotAfter: a.NotAfter,
-			Signed: raw, LookupHash: signing.LookupHash(a.Address, a.Medium, pepper), CreatedAt: now,
-		})
+		out = append(out, a)
 	}
 	return out, nil
 }
