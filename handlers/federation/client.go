@@ -18,6 +18,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strconv"
 	"sync"
 	"syscall"
@@ -447,6 +448,15 @@ func (c *Client) fedDo(ctx context.Context, method, serverName, path string, bod
 	}
 	resp, err := c.fed.Do(req)
 	if err != nil {
+		// The query can hold a secret (the OpenID token of userinfo);
+		// errors end up in logs, so they name the path only.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			if u, perr := url.Parse(ue.URL); perr == nil {
+				u.RawQuery = ""
+				ue.URL = u.String()
+			}
+		}
 		return nil, fmt.Errorf("%w: %w", ErrUnreachable, err)
 	}
 	return resp, nil

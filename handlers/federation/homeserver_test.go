@@ -185,3 +185,13 @@ func TestOnBind(t *testing.T) {
 		t.Errorf("%d onbinds recorded, want 3", n)
 	}
 }
+
+// Regression: the OpenID token travels in the query string; a failed call
+// must not carry it into errors, which are logged.
+func TestOpenIDTokenNotInErrors(t *testing.T) {
+	c := NewClient(ClientOptions{AllowPrivate: true, Timeout: time.Second})
+	_, err := c.OpenIDUserInfo(context.Background(), "127.0.0.1:1", "s3cr3t-openid-token")
+	if err == nil || strings.Contains(err.Error(), "s3cr3t") {
+		t.Fatalf("error %v", err)
+	}
+}
