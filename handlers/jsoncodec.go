@@ -28,3 +28,22 @@ func (sonicJSON) Deserialize(c echo.Context, i any) error {
 	}
 	return nil
 }
+
+// fastJSON answers with a generated 200 response body encoded by sonic.
+// encoding/json sorts map keys and was half the CPU of a 1,000-address
+// lookup; JSON object order carries no meaning.
+type fastJSON struct{ body any }
+
+func (r fastJSON) write(w http.ResponseWriter) error {
+	b, err := sonic.ConfigDefault.Marshal(r.body)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, err = w.Write(b)
+	return err
+}
+
+func (r fastJSON) VisitLookupV2Response(w http.ResponseWriter) error   { return r.write(w) }
+func (r fastJSON) VisitBulkLookupResponse(w http.ResponseWriter) error { return r.write(w) }

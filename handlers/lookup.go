@@ -56,10 +56,10 @@ func (r rawJSON) VisitLookupV1Response(w http.ResponseWriter) error { return r.w
 // for one 3PID, or {} when it is not bound.
 func (s *Server) LookupV1(ctx context.Context, req gen.LookupV1RequestObject) (gen.LookupV1ResponseObject, error) {
 	p := req.Params
-	a, err := s.store.Association(ctx, p.Medium, canonicalAddress(p.Medium, p.Address), s.now().UnixMilli())
+	signed, err := s.store.SignedAssociation(ctx, p.Medium, canonicalAddress(p.Medium, p.Address), s.now().UnixMilli())
 	switch {
 	case err == nil:
-		return rawJSON(a.Signed), nil
+		return rawJSON(signed), nil
 	case errors.Is(err, store.ErrNotFound):
 		return gen.LookupV1200JSONResponse{}, nil
 	}
@@ -78,17 +78,27 @@ func (s *Server) BulkLookup(ctx context.Context, req gen.BulkLookupRequestObject
 	for i, t := range in {
 		pairs[i] = store.ThreePID{Medium: t[0], Address: canonicalAddress(t[0], t[1])}
 	}
-	found, err := s.store.BulkAssociations(ctx, pairs, s.now().UnixMilli())
+	mxids, err := s.store.LookupThreePIDs(ctx, pairs, s.now().UnixMilli())
 	if err != nil {
 		return nil, matrixerr.Unknown(fmt.Errorf("bulk lookup: %w", err))
 	}
-	out := make([][]string, 0, len(found))
-	for i, p := range pairs {
-		if a, ok := found[p]; ok {
-			out = append(out, []string{in[i][0], in[i][1], a.MXID})
+	n := 0
+	for _, m := range mxids {
+		if m != "" {
+			n++
 		}
 	}
-	return gen.BulkLookup200JSONResponse{Threepids: out}, nil
+	out := make([][]string, 0, n)
+	triples := make([]string, 3*n) // one allocation for all the answers
+	for i, m := range mxids {
+		if m != "" {
+			t := triples[:3:3]
+			triples = triples[3:]
+			t[0], t[1], t[2] = in[i][0], in[i][1], m
+			out = append(out, t)
+		}
+	}
+	return fastJSON{gen.BulkLookup200JSONResponse{Threepids: out}}, nil
 }
 
 // pepperCache keeps the lookup pepper in memory for a short while: it is
@@ -154,7 +164,8 @@ func (s *Server) GetHashDetails(ctx context.Context, _ gen.GetHashDetailsRequest
 
 // LookupV2 is POST /_matrix/identity/v2/lookup. sha256 lookups match the
 // hashes stored with each binding (computed at bind time and indexed, never
-// per lookup); "none" lookups take "<address> <medium>" strings.
+// per lookup); "none" lookups take "<address> <medium>" strings. Both are
+// answered from the store's in-memory lookup index once it is loaded.
 func (s *Server) LookupV2(ctx context.Context, req gen.LookupV2RequestObject) (gen.LookupV2ResponseObject, error) {
 	b := req.Body
 	pepper, err := s.currentPepper(ctx)
@@ -171,18 +182,14 @@ func (s *Server) LookupV2(ctx context.Context, req gen.LookupV2RequestObject) (g
 		return nil, err
 	}
 	now := s.now().UnixMilli()
-	mappings := make(map[string]string)
 	if b.Algorithm == algorithmSHA256 {
+		// Keyed by the requested hashes, holding only those that resolve:
+		// exactly the mappings.
 		found, err := s.store.LookupHashes(ctx, b.Addresses, now)
 		if err != nil {
 			return nil, matrixerr.Unknown(fmt.Errorf("hashed lookup: %w", err))
 		}
-		for _, h := range b.Addresses {
-			if mxid, ok := found[h]; ok {
-				mappings[h] = mxid
-			}
-		}
-		return gen.LookupV2200JSONResponse{Mappings: mappings}, nil
+		return fastJSON{gen.LookupV2200JSONResponse{Mappings: found}}, nil
 	}
 	pairs := make([]store.ThreePID, len(b.Addresses))
 	for i, a := range b.Addresses {
@@ -193,14 +200,15 @@ func (s *Server) LookupV2(ctx context.Context, req gen.LookupV2RequestObject) (g
 		medium := a[sp+1:]
 		pairs[i] = store.ThreePID{Medium: medium, Address: canonicalAddress(medium, a[:sp])}
 	}
-	found, err := s.store.BulkAssociations(ctx, pairs, now)
+	mxids, err := s.store.LookupThreePIDs(ctx, pairs, now)
 	if err != nil {
 		return nil, matrixerr.Unknown(fmt.Errorf("lookup: %w", err))
 	}
-	for i, p := range pairs {
-		if a, ok := found[p]; ok {
-			mappings[b.Addresses[i]] = a.MXID
+	mappings := make(map[string]string)
+	for i, m := range mxids {
+		if m != "" {
+			mappings[b.Addresses[i]] = m
 		}
 	}
-	return gen.LookupV2200JSONResponse{Mappings: mappings}, nil
+	return fastJSON{gen.LookupV2200JSONResponse{Mappings: mappings}}, nil
 }

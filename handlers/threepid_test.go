@@ -1,6 +1,10 @@
 package handlers
 
-import "testing"
+import (
+	"testing"
+
+	"golang.org/x/text/cases"
+)
 
 func TestCanonicalEmail(t *testing.T) {
 	tests := []struct {
@@ -57,5 +61,13 @@ func TestCheckMXIDAndSecret(t *testing.T) {
 	}
 	if checkClientSecret("monkeys_are_GREAT") != nil || checkClientSecret("bad secret") == nil || checkClientSecret("") == nil {
 		t.Error("client_secret grammar not applied")
+	}
+}
+
+func TestFoldCaseMatchesUnicodeFolding(t *testing.T) {
+	for _, s := range []string{"alice@example.org", "Alice@Example.ORG", "Strauß@Example.com", "ǅ@x", "KELVIN\u212a@x", "İstanbul@x", ""} {
+		if got, want := foldCase(s), cases.Fold().String(s); got != want {
+			t.Errorf("foldCase(%q) = %q, want %q", s, got, want)
+		}
 	}
 }

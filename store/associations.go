@@ -51,16 +51,32 @@ func (s *Store) PutAssociation(ctx context.Context, a Association) error {
 	} else {
 		a.CreatedAt = utc(a.CreatedAt)
 	}
-	err := s.wdb.WithContext(ctx).Clauses(clause.OnConflict{
-		Columns:   []clause.Column{{Name: "medium"}, {Name: "address"}},
-		DoUpdates: clause.AssignmentColumns([]string{"mxid", "ts", "not_before", "not_after", "signed", "lookup_hash"}),
-	}).Create(&a).Error
+	change := ixChange{rows: []ixRow{indexRow(&a)}}
+	err := s.ix.write(func() (ixChange, error) {
+		return change, s.writeTx(ctx, func(tx *gorm.DB) error {
+			err := tx.Clauses(clause.OnConflict{
+				Columns:   []clause.Column{{Name: "medium"}, {Name: "address"}},
+				DoUpdates: clause.AssignmentColumns([]string{"mxid", "ts", "not_before", "not_after", "signed", "lookup_hash"}),
+			}).Create(&a).Error
+			if err != nil {
+				return err
+			}
+			return s.ix.notify(tx, change)
+		})
+	})
 	return wrap("put association", err)
+}
+
+func indexRow(a *Association) ixRow {
+	return ixRow{medium: a.Medium, address: a.Address, mxid: a.MXID, hash: a.LookupHash, nb: a.NotBefore, na: a.NotAfter}
 }
 
 // Association returns the association of (medium, address) if it is valid
 // at nowMS (NotBefore <= nowMS <= NotAfter), else ErrNotFound.
 func (s *Store) Association(ctx context.Context, medium, address string, nowMS int64) (Association, error) {
+	if bound, known := s.ix.bound(medium, address, nowMS); known && !bound {
+		return Association{}, errAssociationNotFound
+	}
 	var a Association
 	err := s.db.WithContext(ctx).Scopes(validAt(nowMS)).
 		Where("medium = ? AND address = ?", medium, address).
@@ -107,8 +123,12 @@ func (s *Store) BulkAssociations(ctx context.Context, pairs []ThreePID, nowMS in
 }
 
 // LookupHashes maps each of hashes that belongs to an association valid at
-// nowMS to its MXID. Hashes not found are absent from the result.
+// nowMS to its MXID. Hashes not found are absent from the result. It
+// answers from the lookup index once loaded, from the database before.
 func (s *Store) LookupHashes(ctx context.Context, hashes []string, nowMS int64) (map[string]string, error) {
+	if out, ok := s.ix.lookupHashes(hashes, nowMS); ok {
+		return out, nil
+	}
 	uniq := make([]string, 0, len(hashes))
 	seen := make(map[string]struct{}, len(hashes))
 	for _, h := range hashes {
@@ -143,13 +163,29 @@ func (s *Store) LookupHashes(ctx context.Context, hashes []string, nowMS int64) 
 // DeleteAssociation deletes the association of (medium, address) only if it
 // is bound to mxid, and reports whether a row was deleted.
 func (s *Store) DeleteAssociation(ctx context.Context, medium, address, mxid string) (bool, error) {
-	res := s.wdb.WithContext(ctx).
-		Where("medium = ? AND address = ? AND mxid = ?", medium, address, mxid).
-		Delete(&Association{})
-	if res.Error != nil {
-		return false, wrap("delete association", res.Error)
+	var deleted bool
+	err := s.ix.write(func() (ixChange, error) {
+		change := ixChange{deleted: []ThreePID{{medium, address}}}
+		err := s.writeTx(ctx, func(tx *gorm.DB) error {
+			res := tx.Where("medium = ? AND address = ? AND mxid = ?", medium, address, mxid).
+				Delete(&Association{})
+			if res.Error != nil {
+				return res.Error
+			}
+			if deleted = res.RowsAffected > 0; !deleted {
+				return nil
+			}
+			return s.ix.notify(tx, change)
+		})
+		if err == nil && !deleted {
+			change = ixChange{}
+		}
+		return change, err
+	})
+	if err != nil {
+		return false, wrap("delete association", err)
 	}
-	return res.RowsAffected > 0, nil
+	return deleted, nil
 }
 
 // RehashAssociations walks all associations in id order, in batches of 500,
@@ -172,43 +208,49 @@ func (s *Store) RehashAssociations(ctx context.Context, f func(medium, address s
 		}
 		var n int
 		done := false
-		err := db.Transaction(func(tx *gorm.DB) error {
-			var rows []row
-			if err := tx.Model(&Association{}).Select("id", "medium", "address", "lookup_hash").
-				Where("id > ?", lastID).Order("id").Limit(rehashBatchSize).
-				Find(&rows).Error; err != nil {
-				return err
-			}
-			if len(rows) == 0 {
-				done = true
-				return nil
-			}
-			lastID = rows[len(rows)-1].ID
-
-			var sb strings.Builder
-			args := make([]any, 0, 2*len(rows))
-			ids := make([]uint, 0, len(rows))
-			sb.WriteString("CASE id")
-			for _, r := range rows {
-				h := f(r.Medium, r.Address)
-				if h == r.LookupHash {
-					continue
+		err := s.ix.write(func() (ixChange, error) {
+			var change ixChange
+			err := db.Transaction(func(tx *gorm.DB) error {
+				var rows []row
+				if err := tx.Model(&Association{}).Select("id", "medium", "address", "lookup_hash").
+					Where("id > ?", lastID).Order("id").Limit(rehashBatchSize).
+					Find(&rows).Error; err != nil {
+					return err
 				}
-				sb.WriteString(" WHEN ? THEN ?")
-				args = append(args, r.ID, h)
-				ids = append(ids, r.ID)
-			}
-			sb.WriteString(" ELSE lookup_hash END")
-			if len(ids) == 0 {
-				return nil
-			}
-			res := tx.Model(&Association{}).Where("id IN ?", ids).
-				Update("lookup_hash", gorm.Expr(sb.String(), args...))
-			if res.Error != nil {
-				return res.Error
-			}
-			n = int(res.RowsAffected)
-			return nil
+				if len(rows) == 0 {
+					done = true
+					return nil
+				}
+				lastID = rows[len(rows)-1].ID
+
+				var sb strings.Builder
+				args := make([]any, 0, 2*len(rows))
+				ids := make([]uint, 0, len(rows))
+				sb.WriteString("CASE id")
+				for _, r := range rows {
+					h := f(r.Medium, r.Address)
+					if h == r.LookupHash {
+						continue
+					}
+					sb.WriteString(" WHEN ? THEN ?")
+					args = append(args, r.ID, h)
+					ids = append(ids, r.ID)
+					change.rehash = append(change.rehash, ixRow{medium: r.Medium, address: r.Address, hash: h})
+				}
+				sb.WriteString(" ELSE lookup_hash END")
+				if len(ids) == 0 {
+					return nil
+				}
+				change.lo, change.hi = uint64(ids[0]), uint64(ids[len(ids)-1])
+				res := tx.Model(&Association{}).Where("id IN ?", ids).
+					Update("lookup_hash", gorm.Expr(sb.String(), args...))
+				if res.Error != nil {
+					return res.Error
+				}
+				n = int(res.RowsAffected)
+				return s.ix.notify(tx, change)
+			})
+			return change, err
 		})
 		if err != nil {
 			return total, wrap("rehash associations", err)
@@ -218,6 +260,22 @@ func (s *Store) RehashAssociations(ctx context.Context, f func(medium, address s
 			return total, nil
 		}
 	}
+}
+
+// idRange returns the smallest and largest ID of as, or 0, 0 if one is
+// unset.
+func idRange(as []Association) (lo, hi uint64) {
+	for i := range as {
+		id := uint64(as[i].ID)
+		if id == 0 {
+			return 0, 0
+		}
+		if lo == 0 || id < lo {
+			lo = id
+		}
+		hi = max(hi, id)
+	}
+	return lo, hi
 }
 
 // InsertAssociations inserts many new associations quickly (for seeding):
@@ -237,8 +295,19 @@ func (s *Store) InsertAssociations(ctx context.Context, as []Association) error 
 			}
 			batch[j] = a
 		}
-		err := db.Transaction(func(tx *gorm.DB) error {
-			return tx.CreateInBatches(&batch, insertBatchSize).Error
+		err := s.ix.write(func() (ixChange, error) {
+			change := ixChange{rows: make([]ixRow, len(batch))}
+			for j := range batch {
+				change.rows[j] = indexRow(&batch[j])
+			}
+			err := db.Transaction(func(tx *gorm.DB) error {
+				if err := tx.CreateInBatches(&batch, insertBatchSize).Error; err != nil {
+					return err
+				}
+				change.lo, change.hi = idRange(batch)
+				return s.ix.notify(tx, change)
+			})
+			return change, err
 		})
 		if err != nil {
 			return wrap(fmt.Sprintf("insert associations (batch %d)", i), err)

@@ -52,6 +52,9 @@ type Store struct {
 	// SQLITE_BUSY; on PostgreSQL it is the same pool as db.
 	wdb     *gorm.DB
 	dialect string
+	// ix is the in-memory lookup index (index.go); nil for a Store that
+	// was opened without migrating.
+	ix *lookupIndex
 }
 
 // sqliteParams are appended to every SQLite DSN. _txlock=immediate makes every
@@ -81,6 +84,10 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	if err := migrateTo(s.wdb.WithContext(ctx), ""); err != nil {
 		_ = s.Close()
 		return nil, fmt.Errorf("store: migrate: %w", err)
+	}
+	if err := s.startIndex(ctx, dsn); err != nil {
+		_ = s.Close()
+		return nil, err
 	}
 	return s, nil
 }
@@ -222,6 +229,7 @@ func sqliteDSN(path string) (dsn, file string, memory bool) {
 
 // Close closes the database connections.
 func (s *Store) Close() error {
+	s.stopIndex()
 	var errs []error
 	if sqlDB, err := s.db.DB(); err == nil {
 		errs = append(errs, sqlDB.Close())
