@@ -3,9 +3,12 @@ package handlers
 import (
 	"fmt"
 	"net/http"
+	"unsafe"
 
 	"github.com/bytedance/sonic"
 	"github.com/labstack/echo/v4"
+
+	"github.com/sigil-matrix/sigil/spec/validate"
 )
 
 // sonicJSON is Echo's JSON codec. Request bodies reach it already checked
@@ -22,7 +25,17 @@ func (sonicJSON) Serialize(c echo.Context, i any, indent string) error {
 }
 
 func (sonicJSON) Deserialize(c echo.Context, i any) error {
-	err := sonic.ConfigDefault.NewDecoder(c.Request().Body).Decode(i)
+	var err error
+	if b, ok := c.Request().Body.(*validate.Body); ok {
+		// The validator has the body in memory already, and nothing
+		// writes to it: decode it in place, rather than through a stream
+		// decoder's growing buffer or Unmarshal's defensive copy.
+		if data := b.Bytes(); len(data) > 0 {
+			err = sonic.ConfigDefault.UnmarshalFromString(unsafe.String(&data[0], len(data)), i)
+		}
+	} else {
+		err = sonic.ConfigDefault.NewDecoder(c.Request().Body).Decode(i)
+	}
 	if err != nil {
 		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("decode JSON: %v", err)).SetInternal(err)
 	}
@@ -35,14 +48,11 @@ func (sonicJSON) Deserialize(c echo.Context, i any) error {
 type fastJSON struct{ body any }
 
 func (r fastJSON) write(w http.ResponseWriter) error {
-	b, err := sonic.ConfigDefault.Marshal(r.body)
-	if err != nil {
-		return err
-	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
-	_, err = w.Write(b)
-	return err
+	// The stream encoder works in a pooled buffer; Marshal would hand
+	// back a fresh copy of every 30 KB answer.
+	return sonic.ConfigDefault.NewEncoder(w).Encode(r.body)
 }
 
 func (r fastJSON) VisitLookupV2Response(w http.ResponseWriter) error   { return r.write(w) }

@@ -7,6 +7,8 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -125,7 +127,7 @@ func TestSeededServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := startServer(ctx, bin, dir, dsn, fx.KeyPath)
+	srv, err := startServer(ctx, bin, dir, dsn, fx.KeyPath, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,11 +245,26 @@ func TestSeededServer(t *testing.T) {
 		}
 	}
 
-	// Every workload runs without errors through the measuring path.
-	for _, name := range workloadNames() {
+	// Every workload runs without errors through the measuring path; the
+	// first is also profiled through the server's debug listener.
+	for i, name := range workloadNames() {
+		var profiled <-chan error
+		profPath := filepath.Join(dir, "prof", name+".pprof")
+		if i == 0 {
+			profiled = srv.profile(ctx, 0, time.Second, profPath)
+		}
 		r, err := measure(ctx, srv, p.workload(name), 4, 0, 250*time.Millisecond)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if profiled != nil {
+			if err := <-profiled; err != nil {
+				t.Fatalf("profile: %v", err)
+			}
+			// A CPU profile is a gzipped protobuf.
+			if b, err := os.ReadFile(profPath); err != nil || len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
+				t.Errorf("profile of %s: %v, %d bytes", name, err, len(b))
+			}
 		}
 		if r.Requests == 0 || r.Errors != 0 || r.P99MS < r.P50MS || r.ServerCPUMS < 0 {
 			t.Errorf("%s: %d requests, %d errors (%s), p50 %.2f p99 %.2f", name, r.Requests, r.Errors, r.FirstErr, r.P50MS, r.P99MS)

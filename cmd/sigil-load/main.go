@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -40,6 +41,7 @@ type options struct {
 	postgresURL string
 	sigilBin    string
 	srcDir      string
+	profileDir  string
 }
 
 func main() {
@@ -60,6 +62,7 @@ func main() {
 		"PostgreSQL URL of an existing database used to create and drop the benchmark's own (env SIGIL_LOAD_POSTGRES_URL)")
 	flag.StringVar(&o.sigilBin, "sigil", "", "a prebuilt sigil binary (default: go build ./cmd/sigil)")
 	flag.StringVar(&o.srcDir, "src", ".", "directory inside the Sigil module, for go build")
+	flag.StringVar(&o.profileDir, "profile", "", "write the server's CPU profile of each measured workload into this directory")
 	flag.Parse()
 
 	var err error
@@ -209,7 +212,7 @@ func runOne(ctx context.Context, o options, bin, work, db string, n int) (runRes
 		fmt.Fprintf(os.Stderr, "ANALYZE took %s\n", fx.AnalyzeTime.Round(time.Millisecond))
 	}
 
-	srv, err := startServer(ctx, bin, dir, dsn, fx.KeyPath)
+	srv, err := startServer(ctx, bin, dir, dsn, fx.KeyPath, o.profileDir != "")
 	if err != nil {
 		return res, err
 	}
@@ -224,7 +227,17 @@ func runOne(ctx context.Context, o options, bin, work, db string, n int) (runRes
 			return res, err
 		}
 		wl := pools.workload(name)
+		var profiled <-chan error
+		if o.profileDir != "" {
+			path := filepath.Join(o.profileDir, fmt.Sprintf("%s-%d-%s.pprof", db, n, name))
+			profiled = srv.profile(ctx, o.warmup, o.duration, path)
+		}
 		r, err := measure(ctx, srv, wl, o.concurrency, o.warmup, o.duration)
+		if profiled != nil {
+			if perr := <-profiled; perr != nil {
+				return res, fmt.Errorf("%s: profile: %w", name, perr)
+			}
+		}
 		if err != nil {
 			return res, fmt.Errorf("%s: %w", name, err)
 		}

@@ -49,6 +49,7 @@ type server struct {
 	cmd     *exec.Cmd
 	pid     int
 	base    string // http://127.0.0.1:port
+	debug   string // http://127.0.0.1:port of /debug/pprof/, if enabled
 	ready   time.Duration
 	logPath string
 	exited  chan struct{}
@@ -80,13 +81,22 @@ func freePort() (int, error) {
 
 // startServer writes a configuration into dir, starts bin and waits for the
 // first 200 on the status route.
-func startServer(ctx context.Context, bin, dir, dsn, keyPath string) (*server, error) {
+func startServer(ctx context.Context, bin, dir, dsn, keyPath string, debug bool) (*server, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
+	cfg, debugBase := configYAML(port, dsn, keyPath), ""
+	if debug {
+		dport, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		cfg += fmt.Sprintf("debug_listen: 127.0.0.1:%d\n", dport)
+		debugBase = fmt.Sprintf("http://127.0.0.1:%d", dport)
+	}
 	cfgPath := filepath.Join(dir, "sigil.yaml")
-	if err := os.WriteFile(cfgPath, []byte(configYAML(port, dsn, keyPath)), 0o600); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return nil, err
 	}
 	logPath := filepath.Join(dir, "sigil.log")
@@ -102,7 +112,7 @@ func startServer(ctx context.Context, bin, dir, dsn, keyPath string) (*server, e
 		logf.Close()
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
-	s := &server{cmd: cmd, pid: cmd.Process.Pid, base: fmt.Sprintf("http://127.0.0.1:%d", port), logPath: logPath, exited: make(chan struct{})}
+	s := &server{cmd: cmd, pid: cmd.Process.Pid, base: fmt.Sprintf("http://127.0.0.1:%d", port), debug: debugBase, logPath: logPath, exited: make(chan struct{})}
 	go func() { s.waitErr = cmd.Wait(); logf.Close(); close(s.exited) }()
 
 	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
@@ -205,4 +215,45 @@ func tail(path string, lines int) string {
 		return "(empty log)"
 	}
 	return strings.Join(buf, "\n")
+}
+
+// profile records the server's CPU profile for d, starting after wait,
+// into path (its directory is created).
+func (s *server) profile(ctx context.Context, wait, d time.Duration, path string) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		done <- func() error {
+			select {
+			case <-time.After(wait):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			secs := max(1, int(d.Round(time.Second)/time.Second))
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", s.debug, secs), nil)
+			if err != nil {
+				return err
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("GET /debug/pprof/profile: %s", resp.Status)
+			}
+			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+				return err
+			}
+			f, err := os.Create(path)
+			if err != nil {
+				return err
+			}
+			if _, err := io.Copy(f, resp.Body); err != nil {
+				f.Close()
+				return err
+			}
+			return f.Close()
+		}()
+	}()
+	return done
 }

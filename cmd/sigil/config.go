@@ -27,6 +27,9 @@ type Config struct {
 	PublicBaseURL string `yaml:"public_base_url"`
 	// Listen is the address the HTTP server binds.
 	Listen string `yaml:"listen"`
+	// DebugListen, if set, serves Go's /debug/pprof/ profiles on a second
+	// listener. Keep it on loopback: profiles reveal memory contents.
+	DebugListen string `yaml:"debug_listen"`
 	// Database is a SQLite file path or a postgres:// URL.
 	Database string `yaml:"database"`
 	// SigningKey is the long-term ed25519 key file, created on first start.
@@ -178,6 +181,7 @@ var envVars = []struct {
 	{"SIGIL_SERVER_NAME", func(c *Config, v string) error { c.ServerName = v; return nil }},
 	{"SIGIL_PUBLIC_BASE_URL", func(c *Config, v string) error { c.PublicBaseURL = v; return nil }},
 	{"SIGIL_LISTEN", func(c *Config, v string) error { c.Listen = v; return nil }},
+	{"SIGIL_DEBUG_LISTEN", func(c *Config, v string) error { c.DebugListen = v; return nil }},
 	{"SIGIL_DATABASE", func(c *Config, v string) error { c.Database = v; return nil }},
 	{"SIGIL_SIGNING_KEY", func(c *Config, v string) error { c.SigningKey = v; return nil }},
 	{"SIGIL_TEMPLATES_DIR", func(c *Config, v string) error { c.TemplatesDir = v; return nil }},
@@ -236,6 +240,9 @@ func (c Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		bad("listen must be host:port, got %q", c.Listen)
+	}
+	if _, _, err := net.SplitHostPort(c.DebugListen); c.DebugListen != "" && err != nil {
+		bad("debug_listen must be host:port, got %q", c.DebugListen)
 	}
 	if c.Database == "" {
 		bad("database must be a SQLite path or a postgres:// URL")

@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -72,5 +73,17 @@ func TestBadConfigIsExplained(t *testing.T) {
 				t.Errorf("error %v, want one mentioning %q", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestTuneGC(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	tuneGC(func(string) (string, bool) { return "", false })
+	if got := debug.SetGCPercent(100); got != defaultGCPercent {
+		t.Errorf("GC percent %d without GOGC, want %d", got, defaultGCPercent)
+	}
+	tuneGC(func(k string) (string, bool) { return "100", k == "GOGC" })
+	if got := debug.SetGCPercent(100); got != 100 {
+		t.Errorf("GC percent %d with GOGC=100 set, want it left alone", got)
 	}
 }

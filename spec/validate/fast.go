@@ -1,23 +1,26 @@
 package validate
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"math"
 	"regexp"
 	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/getkin/kin-openapi/openapi3"
-	"github.com/valyala/fastjson"
 )
 
 // A fastSchema is a request-body schema from the document compiled into a
-// checker over fastjson values. It answers only "valid or not", without
+// checker over JSON bytes. It answers only "valid or not", without
 // allocating: request bodies that pass skip kin-openapi's slower generic
 // body validation, and bodies that fail are validated again by kin-openapi,
 // which then produces the detailed error. So kin-openapi stays the judge of
 // every rejection, and TestFastSchemaAgreesWithKin keeps the two in step.
 type fastSchema struct {
-	types        []string // empty: any type
+	types        typeSet
 	nullable     bool
 	properties   map[string]*fastSchema
 	required     []string
@@ -48,7 +51,7 @@ func compileFast(ref *openapi3.SchemaRef) (*fastSchema, error) {
 		s.Format != "" && s.Format != "int64" && s.Format != "int32" ||
 		s.MinProps != 0 || s.MaxProps != nil || s.MultipleOf != nil || s.Discriminator != nil ||
 		s.ReadOnly || s.WriteOnly || s.Default != nil ||
-		s.ExclusiveMin.Value != nil || s.ExclusiveMax.Value != nil {
+		s.ExclusiveMin.Value != nil || s.ExclusiveMax.Value != nil || len(s.Required) > 63 {
 		return nil, fmt.Errorf("unsupported schema keywords")
 	}
 	f := &fastSchema{
@@ -66,7 +69,12 @@ func compileFast(ref *openapi3.SchemaRef) (*fastSchema, error) {
 		uniqueItems:  s.UniqueItems,
 	}
 	if s.Type != nil {
-		f.types = slices.Clone(*s.Type)
+		for _, t := range *s.Type {
+			f.types |= typeBit(t)
+		}
+		if f.types == 0 { // only unknown type names
+			return nil, fmt.Errorf("unsupported type %v", *s.Type)
+		}
 	}
 	if s.Pattern != "" {
 		re, err := regexp.Compile(s.Pattern)
@@ -105,34 +113,229 @@ func compileFast(ref *openapi3.SchemaRef) (*fastSchema, error) {
 	return f, nil
 }
 
-func (f *fastSchema) allows(t string) bool {
-	return len(f.types) == 0 || slices.Contains(f.types, t)
+// typeSet is a set of JSON schema types; empty means any type.
+type typeSet uint8
+
+const (
+	tNull typeSet = 1 << iota
+	tBoolean
+	tObject
+	tArray
+	tNumber
+	tString
+	tInteger
+)
+
+var typeNames = map[string]typeSet{
+	"null": tNull, "boolean": tBoolean, "object": tObject, "array": tArray,
+	"number": tNumber, "string": tString, "integer": tInteger,
 }
 
-// valid reports whether v conforms.
-func (f *fastSchema) valid(v *fastjson.Value) bool {
-	switch v.Type() {
-	case fastjson.TypeNull:
-		return f.nullable || f.allows("null")
-	case fastjson.TypeTrue, fastjson.TypeFalse:
-		return f.allows("boolean") && f.enumOK(v)
-	case fastjson.TypeString:
-		return f.allows("string") && f.stringOK(v)
-	case fastjson.TypeNumber:
-		return f.numberOK(v)
-	case fastjson.TypeArray:
-		return f.allows("array") && f.arrayOK(v)
-	case fastjson.TypeObject:
-		return f.allows("object") && f.objectOK(v)
+func typeBit(t string) typeSet { return typeNames[t] }
+
+func (f *fastSchema) allows(t typeSet) bool {
+	return f.types == 0 || f.types&t != 0
+}
+
+// validJSON reports whether data, which must already be known to be valid
+// JSON (sonic.Valid), conforms. It walks the bytes once without building a
+// tree: fastjson's tree cost as much as the lookups it guarded, mostly in
+// allocation and in clearing its value cache (write barriers while the
+// GC runs).
+func (f *fastSchema) validJSON(data []byte) bool {
+	w := walker{b: data}
+	return f.check(&w) && w.ws() == len(w.b)
+}
+
+// walker is a read position in syntactically valid JSON.
+type walker struct {
+	b []byte
+	i int
+}
+
+// ws skips white space and returns the new position.
+func (w *walker) ws() int {
+	for w.i < len(w.b) {
+		switch w.b[w.i] {
+		case ' ', '\t', '\n', '\r':
+			w.i++
+		default:
+			return w.i
+		}
 	}
-	return false
+	return w.i
 }
 
-func (f *fastSchema) stringOK(v *fastjson.Value) bool {
-	b, err := v.StringBytes()
-	if err != nil {
+// str reads the string at w.i (its opening quote) and returns its raw
+// contents and whether they hold escapes. Short strings are scanned byte
+// by byte; past 16 bytes bytes.IndexByte (vectorised) takes over, as its
+// setup costs more than it saves on "email" but far less than a byte loop
+// on a 43-character hash.
+func (w *walker) str() (raw []byte, escaped bool) {
+	start := w.i + 1
+	j := start
+	for end := min(start+16, len(w.b)); j < end; j++ {
+		switch w.b[j] {
+		case '"':
+			w.i = j + 1
+			return w.b[start:j], false
+		case '\\':
+			return w.strSlow(start)
+		}
+	}
+	q := bytes.IndexByte(w.b[j:], '"')
+	if q < 0 || bytes.IndexByte(w.b[j:j+q], '\\') >= 0 {
+		return w.strSlow(start)
+	}
+	w.i = j + q + 1
+	return w.b[start : j+q], false
+}
+
+// strSlow is str for strings with escapes.
+func (w *walker) strSlow(start int) (raw []byte, escaped bool) {
+	for j := start; j < len(w.b); {
+		switch w.b[j] {
+		case '"':
+			w.i = j + 1
+			return w.b[start:j], true
+		case '\\':
+			j += 2
+		default:
+			j++
+		}
+	}
+	w.i = len(w.b) // cannot happen in valid JSON
+	return w.b[start:], true
+}
+
+// text returns the decoded string at w.i.
+func (w *walker) text() ([]byte, bool) {
+	from := w.i
+	raw, escaped := w.str()
+	if !escaped {
+		return raw, true
+	}
+	var s string
+	if err := json.Unmarshal(w.b[from:w.i], &s); err != nil {
+		return nil, false
+	}
+	return []byte(s), true
+}
+
+// check consumes one value and reports whether it conforms to f.
+func (f *fastSchema) check(w *walker) bool {
+	if w.ws() >= len(w.b) {
 		return false
 	}
+	switch c := w.b[w.i]; {
+	case c == '{':
+		return f.allows(tObject) && f.checkObject(w)
+	case c == '[':
+		return f.allows(tArray) && f.checkArray(w)
+	case c == '"':
+		b, ok := w.text()
+		return ok && f.allows(tString) && f.stringOK(b)
+	case c == 't' || c == 'f':
+		w.i += 4
+		if c == 'f' {
+			w.i++
+		}
+		return f.allows(tBoolean) && f.enumOK(c == 't')
+	case c == 'n':
+		w.i += 4
+		return f.nullable || f.allows(tNull)
+	default:
+		start := w.i
+		for w.i < len(w.b) && strings.IndexByte("+-.0123456789eE", w.b[w.i]) >= 0 {
+			w.i++
+		}
+		x, err := strconv.ParseFloat(string(w.b[start:w.i]), 64)
+		return err == nil && f.numberOK(x)
+	}
+}
+
+func (f *fastSchema) checkObject(w *walker) bool {
+	if len(f.enum) > 0 {
+		return false // enum on objects: let kin-openapi decide
+	}
+	var seen uint64 // bit i: required[i] present
+	w.i++           // {
+	if w.ws(); w.b[w.i] == '}' {
+		w.i++
+		return f.allRequired(seen)
+	}
+	for {
+		w.ws()
+		key, ok := w.text()
+		if !ok {
+			return false
+		}
+		for i, name := range f.required {
+			if name == string(key) {
+				seen |= 1 << i
+			}
+		}
+		w.ws()
+		w.i++ // :
+		sub, known := f.properties[string(key)]
+		switch {
+		case known:
+		case f.noAdditional:
+			return false
+		case f.additional != nil:
+			sub = f.additional
+		default:
+			sub = anything
+		}
+		if !sub.check(w) {
+			return false
+		}
+		w.ws()
+		c := w.b[w.i]
+		w.i++
+		if c == '}' {
+			return f.allRequired(seen)
+		}
+	}
+}
+
+func (f *fastSchema) allRequired(seen uint64) bool {
+	return seen == 1<<len(f.required)-1
+}
+
+// anything accepts any value.
+var anything = &fastSchema{}
+
+func (f *fastSchema) checkArray(w *walker) bool {
+	if len(f.enum) > 0 || f.uniqueItems {
+		return false // enum and uniqueItems on arrays: let kin-openapi decide
+	}
+	items := f.items
+	if items == nil {
+		items = anything
+	}
+	var n uint64
+	w.i++ // [
+	if w.ws(); w.b[w.i] != ']' {
+		for {
+			if !items.check(w) {
+				return false
+			}
+			n++
+			w.ws()
+			c := w.b[w.i]
+			w.i++
+			if c == ']' {
+				break
+			}
+		}
+	} else {
+		w.i++
+	}
+	return n >= f.minItems && (f.maxItems == nil || n <= *f.maxItems)
+}
+
+func (f *fastSchema) stringOK(b []byte) bool {
 	if f.minLength > 0 || f.maxLength != nil {
 		n := uint64(utf8Count(b))
 		if n < f.minLength || f.maxLength != nil && n > *f.maxLength {
@@ -158,13 +361,12 @@ func utf8Count(b []byte) int {
 	return n
 }
 
-func (f *fastSchema) numberOK(v *fastjson.Value) bool {
-	x, err := v.Float64()
-	if err != nil || math.IsInf(x, 0) || math.IsNaN(x) {
+func (f *fastSchema) numberOK(x float64) bool {
+	if math.IsInf(x, 0) || math.IsNaN(x) {
 		return false
 	}
 	integral := x == math.Trunc(x)
-	if !(f.allows("number") || f.allows("integer") && integral) {
+	if !(f.allows(tNumber) || f.allows(tInteger) && integral) {
 		return false
 	}
 	if f.minimum != nil && (x < *f.minimum || f.exclusiveMin && x == *f.minimum) {
@@ -179,55 +381,9 @@ func (f *fastSchema) numberOK(v *fastjson.Value) bool {
 	return true
 }
 
-func (f *fastSchema) enumOK(v *fastjson.Value) bool {
+func (f *fastSchema) enumOK(b bool) bool {
 	if len(f.enum) == 0 {
 		return true
 	}
-	b := v.Type() == fastjson.TypeTrue
 	return slices.ContainsFunc(f.enum, func(e any) bool { x, ok := e.(bool); return ok && x == b })
-}
-
-func (f *fastSchema) arrayOK(v *fastjson.Value) bool {
-	a, _ := v.Array()
-	n := uint64(len(a))
-	if n < f.minItems || f.maxItems != nil && n > *f.maxItems || len(f.enum) > 0 || f.uniqueItems {
-		return false // enum and uniqueItems on arrays: let kin-openapi decide
-	}
-	if f.items != nil {
-		for _, x := range a {
-			if !f.items.valid(x) {
-				return false
-			}
-		}
-	}
-	return true
-}
-
-func (f *fastSchema) objectOK(v *fastjson.Value) bool {
-	o, _ := v.Object()
-	if len(f.enum) > 0 {
-		return false
-	}
-	for _, name := range f.required {
-		if o.Get(name) == nil {
-			return false
-		}
-	}
-	ok := true
-	o.Visit(func(k []byte, x *fastjson.Value) {
-		if !ok {
-			return
-		}
-		if p, known := f.properties[string(k)]; known {
-			ok = p.valid(x)
-			return
-		}
-		switch {
-		case f.noAdditional:
-			ok = false
-		case f.additional != nil:
-			ok = f.additional.valid(x)
-		}
-	})
-	return ok
 }

@@ -6,9 +6,9 @@ import (
 	"sort"
 	"testing"
 
+	"github.com/bytedance/sonic"
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/labstack/echo/v4"
-	"github.com/valyala/fastjson"
 
 	"github.com/sigil-matrix/sigil/gen"
 )
@@ -109,15 +109,10 @@ func TestFastSchemaAgreesWithKin(t *testing.T) {
 			valid, _ := instance(s).(map[string]any)
 			for i, body := range mutations(s, valid) {
 				raw, _ := json.Marshal(body)
-				var p fastjson.Parser
-				v, err := p.ParseBytes(raw)
-				if err != nil {
-					t.Fatal(err)
-				}
 				var decoded any
 				json.Unmarshal(raw, &decoded)
 				kin := s.VisitJSON(decoded, openapi3.VisitAsRequest()) == nil
-				if got := f.valid(v); got != kin {
+				if got := f.validJSON(raw); got != kin {
 					t.Errorf("%s %s case %d %s: fast says %v, kin-openapi %v", method, path, i, raw, got, kin)
 				}
 			}
@@ -153,9 +148,7 @@ func TestFastSchemaScalars(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var p fastjson.Parser
-		v, _ := p.Parse(tt.json)
-		if got := f.valid(v); got != tt.want {
+		if got := f.validJSON([]byte(tt.json)); got != tt.want {
 			t.Errorf("case %d %s: %v, want %v", i, tt.json, got, tt.want)
 		}
 		var d any
@@ -165,4 +158,99 @@ func TestFastSchemaScalars(t *testing.T) {
 		}
 	}
 	_ = fmt.Sprint
+}
+
+// fuzzSchemas are the request bodies of a few operations, looked up in the
+// document by path.
+func fuzzSchemas(t testing.TB) []*openapi3.SchemaRef {
+	doc, err := gen.GetSwagger()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*openapi3.SchemaRef
+	for _, path := range []string{
+		"/_matrix/identity/api/v1/bulk_lookup",
+		"/_matrix/identity/v2/lookup",
+		"/_matrix/identity/v2/validate/email/requestToken",
+		"/_matrix/identity/v2/store-invite",
+	} {
+		item := doc.Paths.Value(path)
+		if item == nil || item.Post == nil {
+			t.Fatalf("no POST %s in the document", path)
+		}
+		out = append(out, item.Post.RequestBody.Value.Content.Get(echo.MIMEApplicationJSON).Schema)
+	}
+	return out
+}
+
+// checkAgainstKin fails when the compiled schema and kin-openapi disagree
+// on a syntactically valid body.
+func checkAgainstKin(t *testing.T, refs []*openapi3.SchemaRef, body []byte) {
+	if !json.Valid(body) {
+		return
+	}
+	var decoded any
+	if err := json.Unmarshal(body, &decoded); err != nil {
+		return
+	}
+	for _, ref := range refs {
+		f, err := compileFast(ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kin := ref.Value.VisitJSON(decoded, openapi3.VisitAsRequest()) == nil
+		if got := f.validJSON(body); got != kin {
+			t.Errorf("%s: fast says %v, kin-openapi %v", body, got, kin)
+		}
+	}
+}
+
+// TestFastSchemaBytes covers what the byte walker must get right that
+// instance() never produces: escapes, white space, nesting, duplicates.
+func TestFastSchemaBytes(t *testing.T) {
+	refs := fuzzSchemas(t)
+	for _, body := range []string{
+		`{"threepids":[["email","a@b.c"]]}`,
+		` { "threepids" : [ [ "email" , "a@b.c" ] ] } `,
+		`{"threepids":[["em\u0061il","a\"@b.c"],["msisdn","\\"]]}`,
+		`{"thr\u0065epids":[["email","x\\\"y"]]}`,
+		`{"threepids":[["email","a@b.c","extra"]]}`,
+		`{"threepids":[["email"]]}`,
+		`{"threepids":[]}`,
+		`{"threepids":[[]],"x":{"y":[1,2.5e3,-0,true,false,null,{}]}}`,
+		`{"threepids":"email"}`,
+		`{"threepids":[["email","a"]],"threepids":7}`,
+		`{"addresses":["abc"],"algorithm":"sha256","pepper":"p"}`,
+		`{"addresses":["abc",null],"algorithm":"sha256","pepper":"p"}`,
+		`{"addresses":[],"algorithm":"none","pepper":""}`,
+		`{"client_secret":"abc","email":"a@b.c","send_attempt":1}`,
+		`{"client_secret":"abc","email":"a@b.c","send_attempt":1.5}`,
+		`{"client_secret":"abc","email":"a@b.c","send_attempt":"1"}`,
+		`{"client_secret":"abc","email":"a@b.c","send_attempt":1e400}`,
+		`{"client_secret":"a\u0000c","email":"a@b.c","send_attempt":1}`,
+		`{"medium":"email","address":"a@b.c","room_id":"!r:x","sender":"@s:x","room_name":"\ud83d\ude00"}`,
+		`{}`, `[]`, `"s"`, `1`, `null`,
+	} {
+		checkAgainstKin(t, refs, []byte(body))
+	}
+}
+
+// FuzzFastSchema: on any valid JSON the walker neither panics nor
+// disagrees with kin-openapi ("go test -fuzz FuzzFastSchema ./spec/validate/").
+func FuzzFastSchema(f *testing.F) {
+	for _, s := range []string{
+		`{"threepids":[["email","a@b.c"]]}`,
+		`{"addresses":["abc"],"algorithm":"sha256","pepper":"p"}`,
+		`{"client_secret":"abc","email":"a@b.c","send_attempt":1,"next_link":"https://x"}`,
+		`{"a\u0062":"\\\"","c":[{},[],-1.5E+3]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	refs := fuzzSchemas(f)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		if !sonic.Valid(body) {
+			return
+		}
+		checkAgainstKin(t, refs, body)
+	})
 }

@@ -17,11 +17,11 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/bytedance/sonic"
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/labstack/echo/v4"
-	"github.com/valyala/fastjson"
 
 	"github.com/sigil-matrix/sigil/handlers/matrixerr"
 )
@@ -43,7 +43,6 @@ type Validator struct {
 	// paramsOnly validates all but the body, for bodies the compiled
 	// schema already accepted.
 	paramsOnly *openapi3filter.Options
-	parsers    fastjson.ParserPool
 }
 
 // New indexes doc's operations by the route pattern Echo matches them with.
@@ -188,36 +187,34 @@ func (v *Validator) prepareBody(req *http.Request, rb *openapi3.RequestBody, fas
 			return false, matrixerr.TooLarge(fmt.Sprintf("Request body is larger than %d bytes", v.maxBody))
 		}
 	}
-	p := v.parsers.Get()
-	defer v.parsers.Put(p)
 	ct, _, _ := mime.ParseMediaType(req.Header.Get(echo.HeaderContentType))
 	trimmed := bytes.TrimSpace(data)
-	parsed, parseErr := p.ParseBytes(trimmed)
+	isJSON := sonic.Valid(trimmed)
 	// curl and some scripts label JSON as a form; a body that is a JSON
 	// object is JSON whatever its label says.
-	isObject := parseErr == nil && parsed.Type() == fastjson.TypeObject
+	isObject := isJSON && trimmed[0] == '{'
 	switch {
 	case ct == echo.MIMEApplicationForm && !isObject:
 		converted, err := formToJSON(data, bodySchema(rb))
 		if err != nil {
 			return false, err
 		}
-		data = converted
-		parsed, parseErr = p.ParseBytes(data)
+		data, trimmed = converted, converted
+		isJSON = sonic.Valid(data)
 	case len(trimmed) == 0:
 		if rb.Required {
 			return false, matrixerr.NotJSON("The request body must be a JSON object")
 		}
-	case parseErr != nil:
+	case !isJSON:
 		return false, matrixerr.NotJSON("The request body is not valid JSON")
 	case !isObject:
 		return false, matrixerr.BadJSON("The request body must be a JSON object")
 	}
 	req.Header.Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
-	req.Body = io.NopCloser(bytes.NewReader(data))
+	req.Body = newBody(data)
 	req.ContentLength = int64(len(data))
-	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil }
-	return fast != nil && parseErr == nil && len(data) > 0 && fast.valid(parsed), nil
+	req.GetBody = func() (io.ReadCloser, error) { return newBody(data), nil }
+	return fast != nil && isJSON && fast.validJSON(trimmed), nil
 }
 
 // readAll reads at most limit bytes, sized up front when the length is
@@ -426,3 +423,18 @@ func dedupe(s []string) []string {
 	}
 	return out
 }
+
+// Body is the request body the middleware leaves behind: checked JSON,
+// held in memory. Bytes lets a decoder use it without reading it again.
+type Body struct {
+	*bytes.Reader
+	data []byte
+}
+
+func newBody(data []byte) *Body { return &Body{Reader: bytes.NewReader(data), data: data} }
+
+// Bytes returns the whole body; it must not be modified.
+func (b *Body) Bytes() []byte { return b.data }
+
+// Close implements io.Closer.
+func (*Body) Close() error { return nil }
