@@ -28,6 +28,19 @@ type association struct {
 	TS        int64  `json:"ts"`
 }
 
+// sign returns the signed association as stored and served.
+func (a association) sign(key signing.Key, serverName string) ([]byte, error) {
+	signed, err := signing.SignJSON(a, serverName, key)
+	if err != nil {
+		return nil, fmt.Errorf("sign association: %w", err)
+	}
+	raw, err := json.Marshal(signed)
+	if err != nil {
+		return nil, fmt.Errorf("encode association: %w", err)
+	}
+	return raw, nil
+}
+
 // LookupPepperKey is the setting that holds the hashed-lookup pepper.
 const LookupPepperKey = "lookup_pepper"
 
@@ -49,13 +62,9 @@ func SignAssociation(key signing.Key, serverName, medium, address, mxid, pepper 
 		Address: address, Medium: medium, MXID: mxid,
 		NotBefore: now.UnixMilli(), NotAfter: now.Add(associationLifetime).UnixMilli(), TS: now.UnixMilli(),
 	}
-	signed, err := signing.SignJSON(a, serverName, key)
+	raw, err := a.sign(key, serverName)
 	if err != nil {
-		return store.Association{}, fmt.Errorf("sign association: %w", err)
-	}
-	raw, err := json.Marshal(signed)
-	if err != nil {
-		return store.Association{}, fmt.Errorf("encode association: %w", err)
+		return store.Association{}, err
 	}
 	return store.Association{
 		Medium: medium, Address: address, MXID: mxid,

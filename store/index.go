@@ -1392,6 +1392,39 @@ func (ix *lookupIndex) bound(medium, address string, now int64) (bound, known bo
 	return e.nb <= now && now <= e.na, true
 }
 
+// Binding is what the lookup index holds of one association.
+type Binding struct {
+	MXID                string
+	NotBefore, NotAfter int64 // Unix ms
+}
+
+// IndexedBinding answers from the lookup index alone whether (medium,
+// address) is bound at nowMS, and to what; known is false while the index
+// is not loaded.
+func (s *Store) IndexedBinding(medium, address string, nowMS int64) (b Binding, bound, known bool) {
+	ix := s.ix
+	if ix == nil {
+		return b, false, false
+	}
+	a := addrKey(medium, address)
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	t := ix.tab
+	if t == nil {
+		return b, false, false
+	}
+	idx := t.byAddr(&a)
+	if idx < 0 {
+		return b, false, true
+	}
+	e := &t.ents[idx]
+	if e.nb > nowMS || nowMS > e.na {
+		return b, false, true
+	}
+	// A copy: the arena is reused once the lock is released.
+	return Binding{MXID: string(t.mxid(e)), NotBefore: e.nb, NotAfter: e.na}, true, true
+}
+
 // LookupThreePIDs returns, for each of pairs, the MXID it is bound to if
 // the association is valid at nowMS, else "". It answers from the lookup
 // index once loaded, from the database before.
