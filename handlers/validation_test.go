@@ -278,6 +278,12 @@ func TestMalformedRequests(t *testing.T) {
 		{"not JSON", apitest.Request{Method: "POST", Path: v1 + "/3pid/bind", Body: "{nope"}, 400, "M_NOT_JSON", ""},
 		{"empty body", apitest.Request{Method: "POST", Path: v1 + "/3pid/bind", Body: ""}, 400, "M_NOT_JSON", ""},
 		{"array body", apitest.Request{Method: "POST", Path: v1 + "/3pid/bind", Body: "[1,2]"}, 400, "M_BAD_JSON", ""},
+		// Regressions: sonic.Valid, the first syntax check, does not look
+		// inside strings.
+		{"bad escape", apitest.Request{Method: "POST", Path: v1 + "/bulk_lookup", Body: `{"threepids":[["email","a\x"]]}`}, 400, "M_NOT_JSON", ""},
+		{"control character", apitest.Request{Method: "POST", Path: v1 + "/bulk_lookup", Body: "{\"threepids\":[[\"email\",\"a\x01b\"]]}"}, 400, "M_NOT_JSON", ""},
+		{"control character, long string", apitest.Request{Method: "POST", Path: v1 + "/bulk_lookup", Body: "{\"threepids\":[[\"email\",\"abcdefghijklmnopqrstuvwxyz\tb\"]]}"}, 400, "M_NOT_JSON", ""},
+		{"short unicode escape", apitest.Request{Method: "POST", Path: v1 + "/3pid/bind", Body: `{"sid":"\u12","client_secret":"s","mxid":"@a:b"}`}, 400, "M_NOT_JSON", ""},
 		{"all fields missing", apitest.Request{Method: "POST", Path: v1 + "/3pid/bind", Body: "{}"}, 400, "M_MISSING_PARAMS", "client_secret, mxid, sid"},
 		{"wrong type", apitest.Request{Method: "POST", Path: v1 + "/3pid/bind", Body: `{"sid":1,"client_secret":"s","mxid":"@a:b"}`}, 400, "M_INVALID_PARAM", "sid"},
 		{"missing query", apitest.Request{Method: "GET", Path: v1 + "/3pid/getValidated3pid"}, 400, "M_MISSING_PARAMS", "client_secret, sid"},

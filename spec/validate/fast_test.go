@@ -243,12 +243,22 @@ func FuzzFastSchema(f *testing.F) {
 		`{"addresses":["abc"],"algorithm":"sha256","pepper":"p"}`,
 		`{"client_secret":"abc","email":"a@b.c","send_attempt":1,"next_link":"https://x"}`,
 		`{"a\u0062":"\\\"","c":[{},[],-1.5E+3]}`,
+		`{"threepids":[["email","a\x"]]}`,
+		"{\"addresses\":[\"abcdefghijklmnopqrstuvwxyz\x01\"],\"algorithm\":\"none\",\"pepper\":\"p\"}",
 	} {
 		f.Add([]byte(s))
 	}
 	refs := fuzzSchemas(f)
 	f.Fuzz(func(t *testing.T, body []byte) {
 		if !sonic.Valid(body) {
+			return
+		}
+		if !json.Valid(body) { // sonic.Valid does not look inside strings
+			for _, ref := range refs {
+				if f, _ := compileFast(ref); f.validJSON(body) {
+					t.Fatalf("%q is not JSON, yet the walker accepts it", body)
+				}
+			}
 			return
 		}
 		checkAgainstKin(t, refs, body)

@@ -214,7 +214,13 @@ func (v *Validator) prepareBody(req *http.Request, rb *openapi3.RequestBody, fas
 	req.Body = newBody(data)
 	req.ContentLength = int64(len(data))
 	req.GetBody = func() (io.ReadCloser, error) { return newBody(data), nil }
-	return fast != nil && isJSON && fast.validJSON(trimmed), nil
+	ok := fast != nil && isJSON && fast.validJSON(trimmed)
+	// sonic.Valid does not look inside strings (escapes, control
+	// characters); encoding/json does, for the bodies not already passed.
+	if !ok && isJSON && len(trimmed) > 0 && !json.Valid(trimmed) {
+		return false, matrixerr.NotJSON("The request body is not valid JSON")
+	}
+	return ok, nil
 }
 
 // readAll reads at most limit bytes, sized up front when the length is
