@@ -89,33 +89,64 @@ type hkey = [24]byte
 
 var strictB64 = base64.RawURLEncoding.Strict()
 
-// addrKey is the index key of a 3PID: SipHash-2-4-128 of
-// (uvarint(len(medium)) medium address) under addrSecret. The index keeps
-// no addresses, so keys must not collide: SipHash is a PRF, so without
-// the process's random key no one can aim for a collision, and 128 bits
-// make an accidental one negligible (the length prefix keeps ("a", "bc")
-// apart from ("ab", "c")). It replaced SHA-256, which cost four times as
-// much and was the largest item of a bulk_lookup's profile; the keys
-// never leave the process, so a per-process key is enough.
+// addrKey is the index key of a 3PID: SipHash-2-4-128 of the address under
+// a key derived for its medium from addrSecret. The index keeps no
+// addresses, so keys must not collide: SipHash is a PRF, so without the
+// process's random secret no one can aim for a collision, 128 bits make an
+// accidental one negligible, and each medium has its own key, so ("email",
+// x) and ("msisdn", x) are unrelated. It replaced SHA-256 of the pair,
+// which cost four times as much and was the largest item of a
+// bulk_lookup's profile; the keys never leave the process, so a
+// per-process secret is enough.
 func addrKey[S string | []byte](medium, address S) (k [16]byte) {
-	var stack [256]byte
-	buf := binary.AppendUvarint(stack[:0], uint64(len(medium)))
-	buf = append(buf, medium...)
-	buf = append(buf, address...)
-	lo, hi := siphash.Hash128(addrSecret[0], addrSecret[1], buf)
+	k0, k1 := mediumKey(medium)
+	lo, hi := siphash.Hash128(k0, k1, bytesOf(address))
 	binary.LittleEndian.PutUint64(k[:8], lo)
 	binary.LittleEndian.PutUint64(k[8:], hi)
 	return k
 }
 
-// addrSecret is the SipHash key of addrKey, random per process.
-var addrSecret = func() (k [2]uint64) {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic(fmt.Sprintf("crypto/rand: %v", err))
+// mediumKey is the SipHash key of a medium's address keys.
+func mediumKey[S string | []byte](medium S) (k0, k1 uint64) {
+	switch string(medium) { // no allocation: the compiler compares in place
+	case "email":
+		return emailKey[0], emailKey[1]
+	case "msisdn":
+		return msisdnKey[0], msisdnKey[1]
 	}
-	return [2]uint64{binary.LittleEndian.Uint64(b[:8]), binary.LittleEndian.Uint64(b[8:])}
-}()
+	return deriveKey(bytesOf(medium))
+}
+
+// bytesOf views s as bytes without copying; they must not be modified.
+func bytesOf[S string | []byte](s S) []byte {
+	switch v := any(s).(type) {
+	case string:
+		return unsafe.Slice(unsafe.StringData(v), len(v))
+	case []byte:
+		return v
+	}
+	panic("unreachable")
+}
+
+// deriveKey derives the key of a medium from addrSecret.
+func deriveKey(medium []byte) (k0, k1 uint64) {
+	return siphash.Hash128(addrSecret[0], addrSecret[1], append([]byte("sigil address key\x00"), medium...))
+}
+
+var (
+	// addrSecret is the root of addrKey's keys, random per process.
+	addrSecret = func() (k [2]uint64) {
+		var b [16]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			panic(fmt.Sprintf("crypto/rand: %v", err))
+		}
+		return [2]uint64{binary.LittleEndian.Uint64(b[:8]), binary.LittleEndian.Uint64(b[8:])}
+	}()
+	emailKey  = keyPair(deriveKey([]byte("email")))
+	msisdnKey = keyPair(deriveKey([]byte("msisdn")))
+)
+
+func keyPair(k0, k1 uint64) [2]uint64 { return [2]uint64{k0, k1} }
 
 func le64(b []byte) uint64 { return binary.LittleEndian.Uint64(b) }
 
