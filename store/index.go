@@ -1405,22 +1405,37 @@ func (ix *lookupIndex) lookupPairs(pairs []ThreePID, now int64) (out []string, o
 // bound reports whether (medium, address) is bound and valid at now;
 // known is false when the index is not loaded.
 func (ix *lookupIndex) bound(medium, address string, now int64) (bound, known bool) {
+	_, bound, known = ix.find(medium, address, now, false)
+	return bound, known
+}
+
+// find looks (medium, address) up; the Binding (with its MXID when
+// withMXID) is set when it is bound and valid at now, and known is false
+// when the index is not loaded.
+func (ix *lookupIndex) find(medium, address string, now int64, withMXID bool) (b Binding, bound, known bool) {
 	if ix == nil {
-		return false, false
+		return b, false, false
 	}
 	a := addrKey(medium, address)
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
 	t := ix.tab
 	if t == nil {
-		return false, false
+		return b, false, false
 	}
 	idx := t.byAddr(&a)
 	if idx < 0 {
-		return false, true
+		return b, false, true
 	}
 	e := &t.ents[idx]
-	return e.nb <= now && now <= e.na, true
+	if e.nb > now || now > e.na {
+		return b, false, true
+	}
+	b = Binding{NotBefore: e.nb, NotAfter: e.na}
+	if withMXID {
+		b.MXID = string(t.mxid(e)) // a copy: the arena is reused once mu is released
+	}
+	return b, true, true
 }
 
 // Binding is what the lookup index holds of one association.
@@ -1433,27 +1448,7 @@ type Binding struct {
 // address) is bound at nowMS, and to what; known is false while the index
 // is not loaded.
 func (s *Store) IndexedBinding(medium, address string, nowMS int64) (b Binding, bound, known bool) {
-	ix := s.ix
-	if ix == nil {
-		return b, false, false
-	}
-	a := addrKey(medium, address)
-	ix.mu.RLock()
-	defer ix.mu.RUnlock()
-	t := ix.tab
-	if t == nil {
-		return b, false, false
-	}
-	idx := t.byAddr(&a)
-	if idx < 0 {
-		return b, false, true
-	}
-	e := &t.ents[idx]
-	if e.nb > nowMS || nowMS > e.na {
-		return b, false, true
-	}
-	// A copy: the arena is reused once the lock is released.
-	return Binding{MXID: string(t.mxid(e)), NotBefore: e.nb, NotAfter: e.na}, true, true
+	return s.ix.find(medium, address, nowMS, true)
 }
 
 // LookupThreePIDs returns, for each of pairs, the MXID it is bound to if
