@@ -110,10 +110,8 @@ func (s *Server) bind(ctx context.Context, sid, clientSecret, mxid string) ([]by
 // afterBind hands pending invites for the 3PID to its new owner's
 // homeserver. Delivery is queued; the bind answer never waits for it.
 func (s *Server) afterBind(ctx context.Context, medium, address, mxid string) {
-	if s.onBind != nil {
-		if err := s.onBind(ctx, medium, address, mxid); err != nil {
-			s.log.Error("queue onbind", "medium", medium, "mxid", mxid, "err", err)
-		}
+	if err := s.queueOnBind(ctx, medium, address, mxid); err != nil {
+		s.log.Error("queue onbind", "medium", medium, "mxid", mxid, "err", err)
 	}
 }
 

@@ -73,13 +73,11 @@ func newOnBindState() *onBindState {
 	return st
 }
 
-func (s *Server) onBindState() *onBindState { return s.onbind }
-
 // ConfigureOnBind sets how onbind callbacks are retried; zero fields keep
 // their defaults. Call it before RunOnBindWorker.
 func (s *Server) ConfigureOnBind(o OnBindOptions) {
 	o.defaults()
-	st := s.onBindState()
+	st := s.onbind
 	st.mu.Lock()
 	st.opts = o
 	st.mu.Unlock()
@@ -147,7 +145,7 @@ func (s *Server) queueOnBind(ctx context.Context, medium, address, mxid string) 
 	if queued {
 		s.log.Info("onbind queued", "medium", medium, "mxid", mxid)
 		select {
-		case s.onBindState().wake <- struct{}{}:
+		case s.onbind.wake <- struct{}{}:
 		default:
 		}
 	}
@@ -159,7 +157,7 @@ func (s *Server) queueOnBind(ctx context.Context, medium, address, mxid string) 
 // deliveries survive restarts, and a delivery is leased while it is being
 // attempted, so several processes sharing a database do not send it twice.
 func (s *Server) RunOnBindWorker(ctx context.Context) {
-	st := s.onBindState()
+	st := s.onbind
 	o := st.options()
 	tick := time.NewTicker(o.Poll)
 	defer tick.Stop()

@@ -97,9 +97,7 @@ type Server struct {
 	tokenTries *ratelimit.Limiter
 	mailByAddr *ratelimit.Limiter
 	mailByIP   *ratelimit.Limiter
-	// onBind, when set, queues delivery of pending invites after a bind.
-	onBind func(ctx context.Context, medium, address, mxid string) error
-	onbind *onBindState
+	onbind     *onBindState // the onbind delivery worker's state
 }
 
 // New builds a Server.
@@ -137,7 +135,6 @@ func New(cfg Config, d Deps) (*Server, error) {
 		mailByAddr: ratelimit.New(cfg.MailEvery, cfg.MailBurst),
 		mailByIP:   ratelimit.New(cfg.MailEvery/10, cfg.MailBurst*10),
 	}
-	srv.onBind = srv.queueOnBind
 	srv.onbind = newOnBindState()
 	return srv, nil
 }

@@ -111,15 +111,7 @@ func (s *Server) verifyHomeserver(ctx context.Context, mxid string) error {
 
 // UnbindV1 is POST /_matrix/identity/api/v1/3pid/unbind.
 func (s *Server) UnbindV1(ctx context.Context, req gen.UnbindV1RequestObject) (gen.UnbindV1ResponseObject, error) {
-	b := req.Body
-	if b == nil {
-		return nil, matrixerr.MissingParams("mxid", "threepid")
-	}
-	err := s.unbind(ctx, unbindRequest{
-		mxid: b.Mxid, medium: b.Threepid.Medium, address: b.Threepid.Address,
-		sid: b.Sid, clientSecret: b.ClientSecret,
-	})
-	if err != nil {
+	if err := s.unbind(ctx, unbindRequestOf(*req.Body)); err != nil {
 		return nil, err
 	}
 	return gen.UnbindV1200JSONResponse{}, nil
@@ -128,16 +120,16 @@ func (s *Server) UnbindV1(ctx context.Context, req gen.UnbindV1RequestObject) (g
 // UnbindV2 is POST /_matrix/identity/v2/3pid/unbind. Like Sydent it needs
 // no access token: a homeserver unbinding for a deactivated user has none.
 func (s *Server) UnbindV2(ctx context.Context, req gen.UnbindV2RequestObject) (gen.UnbindV2ResponseObject, error) {
-	b := req.Body
-	if b == nil {
-		return nil, matrixerr.MissingParams("mxid", "threepid")
-	}
-	err := s.unbind(ctx, unbindRequest{
-		mxid: b.Mxid, medium: b.Threepid.Medium, address: b.Threepid.Address,
-		sid: b.Sid, clientSecret: b.ClientSecret,
-	})
-	if err != nil {
+	// The two bodies are the same schema, so the same Go struct.
+	if err := s.unbind(ctx, unbindRequestOf(gen.UnbindV1JSONRequestBody(*req.Body))); err != nil {
 		return nil, err
 	}
 	return gen.UnbindV2200JSONResponse{}, nil
+}
+
+func unbindRequestOf(b gen.UnbindV1JSONRequestBody) unbindRequest {
+	return unbindRequest{
+		mxid: b.Mxid, medium: b.Threepid.Medium, address: b.Threepid.Address,
+		sid: b.Sid, clientSecret: b.ClientSecret,
+	}
 }

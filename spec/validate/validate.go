@@ -189,7 +189,7 @@ func (v *Validator) prepareBody(req *http.Request, rb *openapi3.RequestBody, fas
 	}
 	ct, _, _ := mime.ParseMediaType(req.Header.Get(echo.HeaderContentType))
 	trimmed := bytes.TrimSpace(data)
-	isJSON := sonic.Valid(trimmed)
+	isJSON, accepted := checkJSON(trimmed, fast)
 	// curl and some scripts label JSON as a form; a body that is a JSON
 	// object is JSON whatever its label says.
 	isObject := isJSON && trimmed[0] == '{'
@@ -199,8 +199,8 @@ func (v *Validator) prepareBody(req *http.Request, rb *openapi3.RequestBody, fas
 		if err != nil {
 			return false, err
 		}
-		data, trimmed = converted, converted
-		isJSON = sonic.Valid(data)
+		data = converted
+		_, accepted = checkJSON(data, fast)
 	case len(trimmed) == 0:
 		if rb.Required {
 			return false, matrixerr.NotJSON("The request body must be a JSON object")
@@ -214,13 +214,21 @@ func (v *Validator) prepareBody(req *http.Request, rb *openapi3.RequestBody, fas
 	req.Body = newBody(data)
 	req.ContentLength = int64(len(data))
 	req.GetBody = func() (io.ReadCloser, error) { return newBody(data), nil }
-	ok := fast != nil && isJSON && fast.validJSON(trimmed)
-	// sonic.Valid does not look inside strings (escapes, control
-	// characters); encoding/json does, for the bodies not already passed.
-	if !ok && isJSON && len(trimmed) > 0 && !json.Valid(trimmed) {
-		return false, matrixerr.NotJSON("The request body is not valid JSON")
+	return accepted, nil
+}
+
+// checkJSON reports whether b is JSON, and whether the compiled schema (if
+// any) accepted it. sonic.Valid is the quick syntax check but does not
+// look inside strings; the schema walker does, and encoding/json decides
+// for the bodies the walker did not accept.
+func checkJSON(b []byte, fast *fastSchema) (isJSON, accepted bool) {
+	if !sonic.Valid(b) {
+		return false, false
 	}
-	return ok, nil
+	if fast != nil && fast.validJSON(b) {
+		return true, true
+	}
+	return json.Valid(b), false
 }
 
 // readAll reads at most limit bytes, sized up front when the length is
