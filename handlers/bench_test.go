@@ -13,6 +13,7 @@ import (
 
 	"github.com/sigil-matrix/sigil/handlers"
 	"github.com/sigil-matrix/sigil/handlers/apitest"
+	"github.com/sigil-matrix/sigil/handlers/identity"
 	"github.com/sigil-matrix/sigil/handlers/signing"
 	"github.com/sigil-matrix/sigil/store"
 )
@@ -23,7 +24,7 @@ func benchEnv(b *testing.B, n int) (*echo.Echo, string, string) {
 	env := apitest.New(b)
 	ctx := b.Context()
 	pepper := "benchpepper"
-	if err := env.Store.SetSetting(ctx, handlers.LookupPepperKey, pepper); err != nil {
+	if err := env.Store.SetSetting(ctx, identity.PepperKey, pepper); err != nil {
 		b.Fatal(err)
 	}
 	now := time.Now()
@@ -38,10 +39,10 @@ func benchEnv(b *testing.B, n int) (*echo.Echo, string, string) {
 		b.Fatal(err)
 	}
 	tok := "benchtoken"
-	if err := env.Store.CreateAccount(ctx, "@bench:load.test", handlers.AccessTokenHash(tok), now); err != nil {
+	if err := env.Store.CreateAccount(ctx, "@bench:load.test", identity.AccessTokenHash(tok), now); err != nil {
 		b.Fatal(err)
 	}
-	e, err := handlers.NewHTTP(env.Server, handlers.HTTPOptions{})
+	e, err := handlers.NewHTTP(handlers.New(env.Identity, nil), handlers.HTTPOptions{})
 	if err != nil {
 		b.Fatal(err)
 	}

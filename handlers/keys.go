@@ -2,11 +2,8 @@ package handlers
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/sigil-matrix/sigil/gen"
-	"github.com/sigil-matrix/sigil/handlers/matrixerr"
-	"github.com/sigil-matrix/sigil/handlers/signing"
 )
 
 // supportedVersions are the identity API versions served: every release up
@@ -32,32 +29,9 @@ func (s *Server) GetPingV2(context.Context, gen.GetPingV2RequestObject) (gen.Get
 	return gen.GetPingV2200JSONResponse{}, nil
 }
 
-// publicKey returns the long-term key for keyID.
-func (s *Server) publicKey(keyID string) (string, error) {
-	if keyID != s.key.ID {
-		return "", matrixerr.NotFound(fmt.Sprintf("The public key %q was not found", keyID))
-	}
-	return s.key.PublicBase64(), nil
-}
-
-// longTermKeyValid compares by decoded bytes, so either base64 alphabet and
-// padded or unpadded forms of our key are recognised.
-func (s *Server) longTermKeyValid(pub string) bool {
-	b, err := signing.DecodeBase64(pub)
-	return err == nil && secretEqual(string(b), string(s.key.Public()))
-}
-
-func (s *Server) ephemeralKeyValid(ctx context.Context, pub string) (bool, error) {
-	ok, err := s.store.EphemeralKeyValid(ctx, pub)
-	if err != nil {
-		return false, matrixerr.Unknown(fmt.Errorf("ephemeral key: %w", err))
-	}
-	return ok, nil
-}
-
 // GetPubKey is GET /_matrix/identity/api/v1/pubkey/{keyId}.
 func (s *Server) GetPubKey(_ context.Context, req gen.GetPubKeyRequestObject) (gen.GetPubKeyResponseObject, error) {
-	k, err := s.publicKey(req.KeyId)
+	k, err := s.id.PublicKey(req.KeyId)
 	if err != nil {
 		return nil, err
 	}
@@ -66,7 +40,7 @@ func (s *Server) GetPubKey(_ context.Context, req gen.GetPubKeyRequestObject) (g
 
 // GetPubKeyV2 is GET /_matrix/identity/v2/pubkey/{keyId}.
 func (s *Server) GetPubKeyV2(_ context.Context, req gen.GetPubKeyV2RequestObject) (gen.GetPubKeyV2ResponseObject, error) {
-	k, err := s.publicKey(req.KeyId)
+	k, err := s.id.PublicKey(req.KeyId)
 	if err != nil {
 		return nil, err
 	}
@@ -75,17 +49,17 @@ func (s *Server) GetPubKeyV2(_ context.Context, req gen.GetPubKeyV2RequestObject
 
 // IsPubKeyValid is GET /_matrix/identity/api/v1/pubkey/isvalid.
 func (s *Server) IsPubKeyValid(_ context.Context, req gen.IsPubKeyValidRequestObject) (gen.IsPubKeyValidResponseObject, error) {
-	return gen.IsPubKeyValid200JSONResponse{Valid: s.longTermKeyValid(req.Params.PublicKey)}, nil
+	return gen.IsPubKeyValid200JSONResponse{Valid: s.id.LongTermKeyValid(req.Params.PublicKey)}, nil
 }
 
 // IsPubKeyValidV2 is GET /_matrix/identity/v2/pubkey/isvalid.
 func (s *Server) IsPubKeyValidV2(_ context.Context, req gen.IsPubKeyValidV2RequestObject) (gen.IsPubKeyValidV2ResponseObject, error) {
-	return gen.IsPubKeyValidV2200JSONResponse{Valid: s.longTermKeyValid(req.Params.PublicKey)}, nil
+	return gen.IsPubKeyValidV2200JSONResponse{Valid: s.id.LongTermKeyValid(req.Params.PublicKey)}, nil
 }
 
 // IsEphemeralPubKeyValid is GET /_matrix/identity/api/v1/pubkey/ephemeral/isvalid.
 func (s *Server) IsEphemeralPubKeyValid(ctx context.Context, req gen.IsEphemeralPubKeyValidRequestObject) (gen.IsEphemeralPubKeyValidResponseObject, error) {
-	ok, err := s.ephemeralKeyValid(ctx, req.Params.PublicKey)
+	ok, err := s.id.EphemeralKeyValid(ctx, req.Params.PublicKey)
 	if err != nil {
 		return nil, err
 	}
@@ -94,7 +68,7 @@ func (s *Server) IsEphemeralPubKeyValid(ctx context.Context, req gen.IsEphemeral
 
 // IsEphemeralPubKeyValidV2 is GET /_matrix/identity/v2/pubkey/ephemeral/isvalid.
 func (s *Server) IsEphemeralPubKeyValidV2(ctx context.Context, req gen.IsEphemeralPubKeyValidV2RequestObject) (gen.IsEphemeralPubKeyValidV2ResponseObject, error) {
-	ok, err := s.ephemeralKeyValid(ctx, req.Params.PublicKey)
+	ok, err := s.id.EphemeralKeyValid(ctx, req.Params.PublicKey)
 	if err != nil {
 		return nil, err
 	}

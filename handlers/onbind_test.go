@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sigil-matrix/sigil/handlers"
 	"github.com/sigil-matrix/sigil/handlers/apitest"
 	"github.com/sigil-matrix/sigil/handlers/federation/fedtest"
+	"github.com/sigil-matrix/sigil/handlers/identity"
 	"github.com/sigil-matrix/sigil/handlers/signing"
 	"github.com/sigil-matrix/sigil/store"
 )
@@ -26,7 +26,7 @@ func fastOnBind(s *apitest.Setup) {
 		if prev != nil {
 			prev(e)
 		}
-		e.Server.ConfigureOnBind(handlers.OnBindOptions{
+		e.Identity.ConfigureOnBind(identity.OnBindOptions{
 			Backoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond, Poll: 20 * time.Millisecond,
 		})
 	}

@@ -2,7 +2,6 @@ package handlers
 
 import (
 	"bytes"
-	"encoding/base64"
 	"html/template"
 )
 
@@ -22,5 +21,3 @@ func renderPage(title, message, code string) []byte {
 }
 
 func successPage(title, message string) []byte { return renderPage(title, message, "") }
-
-func b64(b []byte) string { return base64.RawStdEncoding.EncodeToString(b) }

@@ -11,7 +11,8 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/sigil-matrix/sigil/gen"
-	"github.com/sigil-matrix/sigil/handlers/matrixerr"
+	"github.com/sigil-matrix/sigil/handlers/identity"
+	"github.com/sigil-matrix/sigil/spec/matrixerr"
 	"github.com/sigil-matrix/sigil/spec/validate"
 )
 
@@ -77,7 +78,7 @@ func cors(next echo.HandlerFunc) echo.HandlerFunc {
 func withRequestInfo(f gen.StrictHandlerFunc, _ string) gen.StrictHandlerFunc {
 	return func(c echo.Context, req any) (any, error) {
 		r := c.Request()
-		ctx := withClientIP(r.Context(), c.RealIP())
+		ctx := context.WithValue(r.Context(), clientIPKey, c.RealIP())
 		ctx = context.WithValue(ctx, httpRequestKey, r)
 		c.SetRequest(r.WithContext(ctx))
 		return f(c, req)
@@ -86,7 +87,7 @@ func withRequestInfo(f gen.StrictHandlerFunc, _ string) gen.StrictHandlerFunc {
 
 func disableV1(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if p := c.Request().URL.Path; p == v1Prefix || strings.HasPrefix(p, v1Prefix+"/") {
+		if p, v1 := c.Request().URL.Path, string(identity.V1); p == v1 || strings.HasPrefix(p, v1+"/") {
 			return matrixerr.Unrecognized(http.StatusNotFound, "The v1 API is disabled on this server")
 		}
 		return next(c)

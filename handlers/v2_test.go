@@ -8,10 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sigil-matrix/sigil/handlers"
 	"github.com/sigil-matrix/sigil/handlers/apitest"
 	"github.com/sigil-matrix/sigil/handlers/federation"
 	"github.com/sigil-matrix/sigil/handlers/federation/fedtest"
+	"github.com/sigil-matrix/sigil/handlers/identity"
 	"github.com/sigil-matrix/sigil/handlers/signing"
 )
 
@@ -104,12 +104,12 @@ func TestRegisterRefusesPrivateAddressesByDefault(t *testing.T) {
 
 func TestTerms(t *testing.T) {
 	hs := fedtest.Start(t)
-	terms := []handlers.Policy{
-		{ID: "privacy", Version: "1.0", Languages: map[string]handlers.PolicyDoc{
+	terms := []identity.Policy{
+		{ID: "privacy", Version: "1.0", Languages: map[string]identity.PolicyDoc{
 			"en": {Name: "Privacy", URL: "https://id.example/privacy-1.0-en"},
 			"fr": {Name: "Confidentialité", URL: "https://id.example/privacy-1.0-fr"},
 		}},
-		{ID: "tos", Version: "2.0", Languages: map[string]handlers.PolicyDoc{
+		{ID: "tos", Version: "2.0", Languages: map[string]identity.PolicyDoc{
 			"en": {Name: "Terms", URL: "https://id.example/tos-2.0-en"},
 		}},
 	}
@@ -146,7 +146,7 @@ func TestTerms(t *testing.T) {
 
 	// A new version must be accepted again.
 	terms[1].Version = "3.0"
-	terms[1].Languages = map[string]handlers.PolicyDoc{"en": {Name: "Terms", URL: "https://id.example/tos-3.0-en"}}
+	terms[1].Languages = map[string]identity.PolicyDoc{"en": {Name: "Terms", URL: "https://id.example/tos-3.0-en"}}
 	env2 := apitest.New(t, func(s *apitest.Setup) { s.Config.Terms = terms; s.DSN = env.DSN })
 	r = env2.Do(apitest.Request{Method: "GET", Path: v2 + "/account", Header: bearer(tok)})
 	if r.Status != 403 || r.Errcode() != "M_TERMS_NOT_SIGNED" {
@@ -197,7 +197,7 @@ func TestHashedLookup(t *testing.T) {
 	}
 
 	// Rotation: the old pepper is refused, every stored hash follows.
-	n, err := env.Server.RotatePepper(t.Context(), "newpepper42")
+	n, err := env.Identity.RotatePepper(t.Context(), "newpepper42")
 	if err != nil || n != 1 {
 		t.Fatalf("rotate: %d %v", n, err)
 	}

@@ -45,6 +45,17 @@ func chunks[T any](xs []T, n int) [][]T {
 // not_before, not_after, signed and lookup_hash of the existing one for the
 // same (medium, address).
 func (s *Store) PutAssociation(ctx context.Context, a Association) error {
+	_, err := s.BindAssociation(ctx, a, nil)
+	return err
+}
+
+// BindAssociation is PutAssociation and, in the same transaction, the
+// queueing of the pending invites of the 3PID for delivery to a.MXID's
+// homeserver (EnqueueOnBind, with build making the payload; nil build
+// queues nothing). Either both commit or neither does: a binding is never
+// published with its invites left behind, nor invites claimed for a
+// binding that was not stored.
+func (s *Store) BindAssociation(ctx context.Context, a Association, build func([]Invite) ([]byte, error)) (queued bool, err error) {
 	a.ID = 0
 	if a.CreatedAt.IsZero() {
 		a.CreatedAt = s.wdb.NowFunc()
@@ -52,8 +63,8 @@ func (s *Store) PutAssociation(ctx context.Context, a Association) error {
 		a.CreatedAt = utc(a.CreatedAt)
 	}
 	change := ixChange{rows: []ixRow{indexRow(&a)}}
-	err := s.ix.write(func() (ixChange, error) {
-		return change, s.writeTx(ctx, func(tx *gorm.DB) error {
+	err = s.ix.write(func() (ixChange, error) {
+		return change, s.wdb.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 			err := tx.Clauses(clause.OnConflict{
 				Columns:   []clause.Column{{Name: "medium"}, {Name: "address"}},
 				DoUpdates: clause.AssignmentColumns([]string{"mxid", "ts", "not_before", "not_after", "signed", "lookup_hash"}),
@@ -61,10 +72,18 @@ func (s *Store) PutAssociation(ctx context.Context, a Association) error {
 			if err != nil {
 				return err
 			}
+			if build != nil {
+				if queued, err = enqueueOnBind(tx, a.Medium, a.Address, a.MXID, build, a.CreatedAt); err != nil {
+					return err
+				}
+			}
 			return s.ix.notify(tx, change)
 		})
 	})
-	return wrap("put association", err)
+	if err != nil {
+		return false, wrap("bind association", err)
+	}
+	return queued, nil
 }
 
 func indexRow(a *Association) ixRow {

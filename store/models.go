@@ -32,9 +32,9 @@ type SessionRequest struct {
 	// NewSID and NewToken are used only if a session is (re)created.
 	NewSID, NewToken string
 	Now              time.Time
-	// Lifetime after which an unvalidated session is replaced by a new one.
-	// Zero or negative means sessions never expire here.
-	Lifetime time.Duration
+	// Replace reports whether the existing session must be replaced by a
+	// new one (the caller's expiry rule); nil never replaces.
+	Replace func(Session) bool
 }
 
 // Association is a published 3PID → MXID binding.

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"gorm.io/gorm"
@@ -55,71 +54,69 @@ func clip(s string) string {
 // claimed by a delivery.
 const pendingInvites = "delivered_at IS NULL AND onbind_delivery_id IS NULL"
 
-var errNothingToQueue = errors.New("nothing to queue")
-
 // EnqueueOnBind queues the delivery of the pending invites of (medium,
 // address) to mxid's homeserver. In one transaction it claims every
 // pending invite of the 3PID, calls build with them (in creation order) for
 // the payload, and stores the delivery, due at now. Nothing is queued, and
 // queued is false, when the 3PID has no pending invites. If build fails
-// nothing is claimed.
+// nothing is claimed. BindAssociation does the same in the transaction
+// that stores the binding.
 func (s *Store) EnqueueOnBind(ctx context.Context, medium, address, mxid string, build func([]Invite) ([]byte, error), now time.Time) (queued bool, err error) {
-	// Binds far outnumber invites: skip the write transaction when there
-	// is plainly nothing to deliver.
-	var n int64
-	if err := s.db.WithContext(ctx).Model(&Invite{}).
-		Where("medium = ? AND address = ? AND "+pendingInvites, medium, address).
-		Count(&n).Error; err != nil {
-		return false, wrap("enqueue onbind", err)
-	}
-	if n == 0 {
-		return false, nil
-	}
-	now = utc(now)
 	err = s.wdb.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		d := OnBindDelivery{
-			MXID: mxid, Medium: medium, Address: address, Payload: []byte("{}"),
-			NextAttemptAt: now, CreatedAt: now,
-		}
-		if err := tx.Create(&d).Error; err != nil {
-			return err
-		}
-		// Claim first, then read back what was claimed: a concurrent
-		// enqueue (PostgreSQL) waits on the row locks and then finds the
-		// invites no longer pending, so no invite is claimed twice.
-		res := tx.Model(&Invite{}).
-			Where("medium = ? AND address = ? AND "+pendingInvites, medium, address).
-			Update("onbind_delivery_id", d.ID)
-		if res.Error != nil {
-			return res.Error
-		}
-		if res.RowsAffected == 0 {
-			return errNothingToQueue
-		}
-		var invs []Invite
-		if err := tx.Where("onbind_delivery_id = ?", d.ID).Order("id").Find(&invs).Error; err != nil {
-			return err
-		}
-		for i := range invs {
-			invs[i].normalize()
-		}
-		payload, err := build(invs)
-		if err != nil {
-			return err
-		}
-		if err := tx.Model(&OnBindDelivery{}).Where("id = ?", d.ID).Update("payload", payload).Error; err != nil {
-			return err
-		}
-		queued = true
-		return nil
+		queued, err = enqueueOnBind(tx, medium, address, mxid, build, utc(now))
+		return err
 	})
-	if errors.Is(err, errNothingToQueue) {
-		return false, nil
-	}
 	if err != nil {
 		return false, wrap("enqueue onbind", err)
 	}
 	return queued, nil
+}
+
+// enqueueOnBind is EnqueueOnBind inside the caller's transaction tx.
+func enqueueOnBind(tx *gorm.DB, medium, address, mxid string, build func([]Invite) ([]byte, error), now time.Time) (bool, error) {
+	// Binds far outnumber invites: stop at once when there is plainly
+	// nothing to deliver.
+	var n int64
+	if err := tx.Model(&Invite{}).
+		Where("medium = ? AND address = ? AND "+pendingInvites, medium, address).
+		Count(&n).Error; err != nil {
+		return false, err
+	}
+	if n == 0 {
+		return false, nil
+	}
+	d := OnBindDelivery{
+		MXID: mxid, Medium: medium, Address: address, Payload: []byte("{}"),
+		NextAttemptAt: now, CreatedAt: now,
+	}
+	if err := tx.Create(&d).Error; err != nil {
+		return false, err
+	}
+	// Claim, then read back what was claimed: a concurrent enqueue
+	// (PostgreSQL) waits on the row locks and then finds the invites no
+	// longer pending, so no invite is claimed twice.
+	res := tx.Model(&Invite{}).
+		Where("medium = ? AND address = ? AND "+pendingInvites, medium, address).
+		Update("onbind_delivery_id", d.ID)
+	if res.Error != nil {
+		return false, res.Error
+	}
+	if res.RowsAffected == 0 {
+		// Claimed meanwhile by a concurrent enqueue: drop our empty row.
+		return false, tx.Delete(&OnBindDelivery{}, d.ID).Error
+	}
+	var invs []Invite
+	if err := tx.Where("onbind_delivery_id = ?", d.ID).Order("id").Find(&invs).Error; err != nil {
+		return false, err
+	}
+	for i := range invs {
+		invs[i].normalize()
+	}
+	payload, err := build(invs)
+	if err != nil {
+		return false, err
+	}
+	return true, tx.Model(&OnBindDelivery{}).Where("id = ?", d.ID).Update("payload", payload).Error
 }
 
 // DueOnBinds returns up to limit deliveries that are neither delivered nor

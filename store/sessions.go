@@ -16,14 +16,10 @@ func (x *Session) normalize() {
 	x.ValidatedAt = utcPtr(x.ValidatedAt)
 }
 
-func sessionExpired(cur *Session, now time.Time, lifetime time.Duration) bool {
-	return cur.ValidatedAt == nil && lifetime > 0 && now.Sub(cur.ModifiedAt) > lifetime
-}
-
 // RequestSession implements the send_attempt semantics of requestToken in one
 // transaction. The session is looked up by (medium, address, client_secret):
-//   - if there is none, or it is expired (not validated and
-//     Now-ModifiedAt > Lifetime), it is (re)created with NewSID/NewToken and
+//   - if there is none, or r.Replace says the existing one must go (the
+//     caller's expiry rule), it is (re)created with NewSID/NewToken and
 //     send is true;
 //   - if r.SendAttempt is greater than the stored one, SendAttempt (and
 //     NextLink if non-empty) is updated, sid and token are kept, send is true;
@@ -76,7 +72,7 @@ func (s *Store) RequestSession(ctx context.Context, r SessionRequest) (Session, 
 			cur.normalize()
 
 			switch {
-			case sessionExpired(&cur, now, r.Lifetime):
+			case r.Replace != nil && r.Replace(cur):
 				cur.SID = r.NewSID
 				cur.Token = r.NewToken
 				cur.SendAttempt = r.SendAttempt

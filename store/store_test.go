@@ -256,6 +256,14 @@ func TestMigrationUpgradeInPlace(t *testing.T) {
 
 // ---------------------------------------------------------------- sessions
 
+// expiredAfter is the expiry rule the identity service passes: an
+// unvalidated session older than life is replaced. Stored times have
+// microseconds, so the boundary is compared at that precision.
+func expiredAfter(now time.Time, life time.Duration) func(Session) bool {
+	now = now.Truncate(time.Microsecond)
+	return func(cur Session) bool { return cur.ValidatedAt == nil && now.Sub(cur.ModifiedAt) > life }
+}
+
 func TestRequestSession(t *testing.T) {
 	forEach(t, func(t *testing.T, s *Store) {
 		ctx := context.Background()
@@ -264,7 +272,7 @@ func TestRequestSession(t *testing.T) {
 			return SessionRequest{
 				Medium: "email", Address: "a@example.org", ClientSecret: secret,
 				SendAttempt: attempt, NextLink: next,
-				NewSID: sid, NewToken: "tok-" + sid, Now: now, Lifetime: life,
+				NewSID: sid, NewToken: "tok-" + sid, Now: now, Replace: expiredAfter(now, life),
 			}
 		}
 		steps := []struct {
@@ -378,7 +386,7 @@ func concurrentRequests(t *testing.T, stores []*Store, n int, req SessionRequest
 }
 
 func TestRequestSessionConcurrent(t *testing.T) {
-	req := SessionRequest{Medium: "email", Address: "c@example.org", SendAttempt: 1, Now: t0, Lifetime: time.Hour}
+	req := SessionRequest{Medium: "email", Address: "c@example.org", SendAttempt: 1, Now: t0, Replace: expiredAfter(t0, time.Hour)}
 	forEach(t, func(t *testing.T, s *Store) {
 		for round := range 5 {
 			r := req
@@ -404,7 +412,7 @@ func TestMarkSessionValidated(t *testing.T) {
 		ctx := context.Background()
 		sess, _, err := s.RequestSession(ctx, SessionRequest{
 			Medium: "msisdn", Address: "447700900000", ClientSecret: "cs", SendAttempt: 1,
-			NewSID: "sid1", NewToken: "123456", Now: t0, Lifetime: time.Hour,
+			NewSID: "sid1", NewToken: "123456", Now: t0, Replace: expiredAfter(t0, time.Hour),
 		})
 		must(t, err)
 		if sess.ValidatedAt != nil {

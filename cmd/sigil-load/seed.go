@@ -18,7 +18,7 @@ import (
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
 
-	"github.com/sigil-matrix/sigil/handlers"
+	"github.com/sigil-matrix/sigil/handlers/identity"
 	"github.com/sigil-matrix/sigil/handlers/signing"
 	"github.com/sigil-matrix/sigil/store"
 )
@@ -74,10 +74,10 @@ func seedDatabase(ctx context.Context, dsn, dir string, n int, analyze bool, pro
 		return fx, err
 	}
 	defer st.Close()
-	if err := st.SetSetting(ctx, handlers.LookupPepperKey, fx.Pepper); err != nil {
+	if err := st.SetSetting(ctx, identity.PepperKey, fx.Pepper); err != nil {
 		return fx, err
 	}
-	if err := st.CreateAccount(ctx, loadUser, handlers.AccessTokenHash(fx.Token), time.Now()); err != nil {
+	if err := st.CreateAccount(ctx, loadUser, identity.AccessTokenHash(fx.Token), time.Now()); err != nil {
 		return fx, err
 	}
 	if err := seedAssociations(ctx, st, fx.Key, fx.Pepper, n, progress); err != nil {
@@ -159,7 +159,7 @@ func seedAssociations(ctx context.Context, st *store.Store, key signing.Key, pep
 func signChunk(key signing.Key, pepper string, now time.Time, from, to int) ([]store.Association, error) {
 	out := make([]store.Association, 0, to-from)
 	for i := from; i < to; i++ {
-		a, err := handlers.SignAssociation(key, serverName, "email", email(i), mxid(i), pepper, now)
+		a, err := identity.SignAssociation(key, serverName, "email", email(i), mxid(i), pepper, now)
 		if err != nil {
 			return nil, err
 		}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/sigil-matrix/sigil/handlers"
 	"github.com/sigil-matrix/sigil/handlers/federation"
+	"github.com/sigil-matrix/sigil/handlers/identity"
 	"github.com/sigil-matrix/sigil/handlers/mail"
 	"github.com/sigil-matrix/sigil/handlers/signing"
 	"github.com/sigil-matrix/sigil/handlers/sms"
@@ -71,9 +72,10 @@ func newLogger(level string) *slog.Logger {
 
 // app is the wired server, shared by serve and the tests.
 type app struct {
-	store  *store.Store
-	http   http.Handler
-	server *handlers.Server
+	store *store.Store
+	http  http.Handler
+	// identity is the operations, for the commands and the onbind worker.
+	identity *identity.Service
 }
 
 func build(ctx context.Context, cfg Config, log *slog.Logger) (*app, error) {
@@ -111,18 +113,18 @@ func build(ctx context.Context, cfg Config, log *slog.Logger) (*app, error) {
 		st.Close()
 		return nil, fmt.Errorf("templates: %w", err)
 	}
-	srv, err := handlers.New(handlers.Config{
+	svc, err := identity.New(identity.Config{
 		ServerName: cfg.ServerName, PublicBaseURL: strings.TrimSuffix(cfg.PublicBaseURL, "/"),
 		TokenLifetime: cfg.Sessions.TokenLifetime.Duration, SessionLifetime: cfg.Sessions.SessionLifetime.Duration,
 		NextLinkHosts: cfg.NextLinkHosts, MailEvery: cfg.Limits.MailEvery.Duration, MailBurst: cfg.Limits.MailBurst,
 		MaxLookupAddresses: cfg.Lookup.MaxAddresses, RegisterAllowedServers: cfg.Register.AllowedServers,
 		Terms: policies(cfg.Terms),
-	}, handlers.Deps{Store: st, Key: key, Mail: sender, SMS: texts, Templates: tmpl, Logger: log, Federation: fed})
+	}, identity.Deps{Store: st, Key: key, Mail: sender, SMS: texts, Templates: tmpl, Logger: log, Federation: fed})
 	if err != nil {
 		st.Close()
 		return nil, err
 	}
-	e, err := handlers.NewHTTP(srv, handlers.HTTPOptions{
+	e, err := handlers.NewHTTP(handlers.New(svc, log), handlers.HTTPOptions{
 		MaxBodyBytes: cfg.Limits.MaxBodyBytes, DisableV1: !cfg.API.V1, TrustForwardedFor: cfg.Federation.TrustForwardedFor,
 	})
 	if err != nil {
@@ -130,8 +132,8 @@ func build(ctx context.Context, cfg Config, log *slog.Logger) (*app, error) {
 		return nil, err
 	}
 	if cfg.Lookup.Pepper != "" {
-		if current, _ := st.Setting(ctx, handlers.LookupPepperKey); current != cfg.Lookup.Pepper {
-			n, err := srv.RotatePepper(ctx, cfg.Lookup.Pepper)
+		if current, _ := st.Setting(ctx, identity.PepperKey); current != cfg.Lookup.Pepper {
+			n, err := svc.RotatePepper(ctx, cfg.Lookup.Pepper)
 			if err != nil {
 				st.Close()
 				return nil, fmt.Errorf("lookup pepper: %w", err)
@@ -141,17 +143,17 @@ func build(ctx context.Context, cfg Config, log *slog.Logger) (*app, error) {
 	}
 	log.Info("sigil ready", "server_name", cfg.ServerName, "database", st.Dialect(),
 		"key", key.ID, "public_key", key.PublicBase64(), "mail", mailMode(cfg))
-	return &app{store: st, http: e, server: srv}, nil
+	return &app{store: st, http: e, identity: svc}, nil
 }
 
-func policies(in []PolicyConfig) []handlers.Policy {
-	out := make([]handlers.Policy, 0, len(in))
+func policies(in []PolicyConfig) []identity.Policy {
+	out := make([]identity.Policy, 0, len(in))
 	for _, p := range in {
-		docs := make(map[string]handlers.PolicyDoc, len(p.Languages))
+		docs := make(map[string]identity.PolicyDoc, len(p.Languages))
 		for lang, d := range p.Languages {
-			docs[lang] = handlers.PolicyDoc{Name: d.Name, URL: d.URL}
+			docs[lang] = identity.PolicyDoc{Name: d.Name, URL: d.URL}
 		}
-		out = append(out, handlers.Policy{ID: p.ID, Version: p.Version, Languages: docs})
+		out = append(out, identity.Policy{ID: p.ID, Version: p.Version, Languages: docs})
 	}
 	return out
 }
@@ -193,7 +195,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	workerCtx, stopWorker := context.WithCancel(context.Background())
 	workerDone := make(chan struct{})
-	go func() { defer close(workerDone); a.server.RunOnBindWorker(workerCtx) }()
+	go func() { defer close(workerDone); a.identity.RunOnBindWorker(workerCtx) }()
 	defer func() { stopWorker(); <-workerDone }()
 	log.Info("listening", "addr", ln.Addr().String(), "public_base_url", cfg.PublicBaseURL)
 	select {
@@ -218,7 +220,7 @@ func rotatePepper(ctx context.Context, cfg Config, log *slog.Logger, pepper stri
 		return err
 	}
 	defer a.store.Close()
-	n, err := a.server.RotatePepper(ctx, pepper)
+	n, err := a.identity.RotatePepper(ctx, pepper)
 	if err != nil {
 		return err
 	}

@@ -29,6 +29,7 @@ import (
 	"github.com/sigil-matrix/sigil/gen"
 	"github.com/sigil-matrix/sigil/handlers"
 	"github.com/sigil-matrix/sigil/handlers/federation"
+	"github.com/sigil-matrix/sigil/handlers/identity"
 	"github.com/sigil-matrix/sigil/handlers/mail"
 	"github.com/sigil-matrix/sigil/handlers/mail/mailtest"
 	"github.com/sigil-matrix/sigil/handlers/signing"
@@ -57,16 +58,18 @@ func (c *Clock) Advance(d time.Duration) { c.mu.Lock(); c.offset += d; c.mu.Unlo
 
 // Env is one running server and what it talks to.
 type Env struct {
-	T      testing.TB
-	URL    string
-	Store  *store.Store
-	Mail   *mailtest.Server
-	SMS    *SMSGateway
-	Key    signing.Key
-	Clock  *Clock
-	Server *handlers.Server
-	Config handlers.Config
-	HTTP   *http.Client
+	T     testing.TB
+	URL   string
+	Store *store.Store
+	Mail  *mailtest.Server
+	SMS   *SMSGateway
+	Key   signing.Key
+	Clock *Clock
+	// Identity is the service behind the HTTP stack, for tests that call
+	// an operation directly (rotate the pepper, tune onbind retries).
+	Identity *identity.Service
+	Config   identity.Config
+	HTTP     *http.Client
 	// DSN is the database, for a second server on the same data.
 	DSN string
 
@@ -75,7 +78,7 @@ type Env struct {
 
 // Setup is what a test may change before the server starts.
 type Setup struct {
-	Config handlers.Config
+	Config identity.Config
 	HTTP   handlers.HTTPOptions
 	// DSN overrides the SQLite file, e.g. to run on PostgreSQL.
 	DSN string
@@ -92,7 +95,7 @@ type Setup struct {
 // New starts a server for t, with options applied to the default setup.
 func New(t testing.TB, options ...func(*Setup)) *Env {
 	t.Helper()
-	s := Setup{Config: handlers.Config{
+	s := Setup{Config: identity.Config{
 		ServerName: ServerName, TokenLifetime: 24 * time.Hour, SessionLifetime: 24 * time.Hour,
 		MailEvery: time.Millisecond, MailBurst: 1000,
 	}}
@@ -142,17 +145,17 @@ func New(t testing.TB, options ...func(*Setup)) *Env {
 			AllowPrivate: true, TLSConfig: &tls.Config{InsecureSkipVerify: true}, Timeout: 5 * time.Second,
 		})
 	}
-	srv, err := handlers.New(s.Config, handlers.Deps{
+	svc, err := identity.New(s.Config, identity.Deps{
 		Store: st, Key: key, Mail: sender, SMS: texts, Templates: tmpl, Logger: log, Now: clock.Now, Federation: s.Federation,
 	})
 	if err != nil {
-		t.Fatalf("handlers: %v", err)
+		t.Fatalf("identity: %v", err)
 	}
-	e.Server = srv
+	e.Identity = svc
 	if s.Wire != nil {
 		s.Wire(e)
 	}
-	h, err := handlers.NewHTTP(srv, s.HTTP)
+	h, err := handlers.NewHTTP(handlers.New(svc, log), s.HTTP)
 	if err != nil {
 		t.Fatalf("http: %v", err)
 	}
@@ -161,7 +164,7 @@ func New(t testing.TB, options ...func(*Setup)) *Env {
 	t.Cleanup(ts.Close)
 	workerCtx, stopWorker := context.WithCancel(ctx)
 	done := make(chan struct{})
-	go func() { defer close(done); srv.RunOnBindWorker(workerCtx) }()
+	go func() { defer close(done); svc.RunOnBindWorker(workerCtx) }()
 	t.Cleanup(func() { stopWorker(); <-done })
 	e.HTTP = &http.Client{
 		Timeout:       10 * time.Second,

@@ -106,16 +106,32 @@ func ParseXMatrix(header string) (XMatrixAuth, error) {
 	return a, nil
 }
 
-// xMatrixHeader returns the first Authorization header using the X-Matrix
+// SignedRequest is what an X-Matrix signature covers, taken from an
+// incoming request: its method, its raw request URI, its Authorization
+// headers and its body as received.
+type SignedRequest struct {
+	Method        string
+	URI           string
+	Authorization []string
+	Body          []byte
+}
+
+// XMatrix returns the first Authorization header using the X-Matrix
 // scheme, or "".
-func xMatrixHeader(r *http.Request) string {
-	for _, v := range r.Header.Values("Authorization") {
+func (r SignedRequest) XMatrix() string {
+	for _, v := range r.Authorization {
 		scheme, _, _ := strings.Cut(strings.TrimSpace(v), " ")
 		if strings.EqualFold(scheme, "X-Matrix") {
 			return v
 		}
 	}
 	return ""
+}
+
+// SignedRequestOf takes the signed parts of r, whose body the caller has
+// already read into body.
+func SignedRequestOf(r *http.Request, body []byte) SignedRequest {
+	return SignedRequest{Method: r.Method, URI: requestURI(r), Authorization: r.Header.Values("Authorization"), Body: body}
 }
 
 // requestURI is the raw request target as the homeserver signed it: path
@@ -133,8 +149,13 @@ func requestURI(r *http.Request) string {
 	return r.URL.RequestURI()
 }
 
-// VerifyRequest checks the X-Matrix signature of r, whose body the caller
-// has already read into body, the way Synapse signs identity-server
+// VerifyRequest is VerifySigned for an *http.Request whose body the caller
+// has already read into body.
+func (c *Client) VerifyRequest(ctx context.Context, r *http.Request, body []byte, ourName string) (string, error) {
+	return c.VerifySigned(ctx, SignedRequestOf(r, body), ourName)
+}
+
+// VerifySigned checks the X-Matrix signature of r the way Synapse signs identity-server
 // requests: over {"method","uri","origin","destination_is","content"} with
 // uri the raw request URI, destination_is = ourName (this identity server's
 // configured server name) and content the JSON body (omitted when empty).
@@ -146,8 +167,8 @@ func requestURI(r *http.Request) string {
 // malformed header, a destination other than ourName, an unknown key or a
 // signature that does not verify; ErrUnreachable when the origin's keys
 // cannot be fetched.
-func (c *Client) VerifyRequest(ctx context.Context, r *http.Request, body []byte, ourName string) (string, error) {
-	hdr := xMatrixHeader(r)
+func (c *Client) VerifySigned(ctx context.Context, r SignedRequest, ourName string) (string, error) {
+	hdr, body := r.XMatrix(), r.Body
 	if hdr == "" {
 		return "", ErrMissingAuth
 	}
@@ -199,7 +220,7 @@ func (c *Client) VerifyRequest(ctx context.Context, r *http.Request, body []byte
 
 	obj := map[string]any{
 		"method":         r.Method,
-		"uri":            requestURI(r),
+		"uri":            r.URI,
 		"origin":         auth.Origin,
 		"destination_is": ourName,
 		"signatures":     map[string]any{auth.Origin: map[string]any{auth.Key: auth.Sig}},

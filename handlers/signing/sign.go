@@ -55,7 +55,7 @@ func (k Key) PublicBase64() string {
 	if pub == nil {
 		return ""
 	}
-	return base64.RawStdEncoding.EncodeToString(pub)
+	return EncodeBase64(pub)
 }
 
 // version returns the identifier after "ed25519:".
@@ -119,6 +119,9 @@ func KeyFromSeed(id string, seedB64 string) (Key, error) {
 		return Key{}, fmt.Errorf("%w: seed is %d bytes, want %d or %d", ErrInvalidKey, len(raw), ed25519.SeedSize, ed25519.PrivateKeySize)
 	}
 }
+
+// EncodeBase64 is Matrix's base64: standard alphabet, unpadded.
+func EncodeBase64(b []byte) string { return base64.RawStdEncoding.EncodeToString(b) }
 
 // DecodeBase64 decodes standard or URL-safe base64, padded or unpadded.
 // Matrix says unpadded standard base64, but peers are not always strict.

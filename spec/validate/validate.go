@@ -23,7 +23,7 @@ import (
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/labstack/echo/v4"
 
-	"github.com/sigil-matrix/sigil/handlers/matrixerr"
+	"github.com/sigil-matrix/sigil/spec/matrixerr"
 )
 
 // DefaultMaxBodyBytes bounds request bodies: a bulk lookup of 10,000

@@ -1,4 +1,4 @@
-package handlers
+package identity
 
 import (
 	"crypto/subtle"
@@ -8,7 +8,7 @@ import (
 
 	"golang.org/x/text/cases"
 
-	"github.com/sigil-matrix/sigil/handlers/matrixerr"
+	"github.com/sigil-matrix/sigil/spec/matrixerr"
 )
 
 // Media the server validates and binds.

@@ -1,4 +1,4 @@
-package handlers
+package identity
 
 import (
 	"context"
@@ -75,7 +75,7 @@ func newOnBindState() *onBindState {
 
 // ConfigureOnBind sets how onbind callbacks are retried; zero fields keep
 // their defaults. Call it before RunOnBindWorker.
-func (s *Server) ConfigureOnBind(o OnBindOptions) {
+func (s *Service) ConfigureOnBind(o OnBindOptions) {
 	o.defaults()
 	st := s.onbind
 	st.mu.Lock()
@@ -112,7 +112,7 @@ type onBindBody struct {
 // block, {mxid, token}, is signed with the long-term key: homeservers check
 // it against the public keys of the room's m.room.third_party_invite event,
 // the first of which is that key.
-func (s *Server) onBindPayload(medium, address, mxid string, invites []store.Invite) ([]byte, error) {
+func (s *Service) onBindPayload(medium, address, mxid string, invites []store.Invite) ([]byte, error) {
 	body := onBindBody{Medium: medium, Address: address, MXID: mxid, Invites: make([]onBindInvite, 0, len(invites))}
 	for _, inv := range invites {
 		signed, err := signing.SignJSON(map[string]any{"mxid": mxid, "token": inv.Token}, s.cfg.ServerName, s.key)
@@ -127,36 +127,19 @@ func (s *Server) onBindPayload(medium, address, mxid string, invites []store.Inv
 	return json.Marshal(body)
 }
 
-// queueOnBind records, durably, that the pending invites for a newly bound
-// 3PID must be delivered to the owner's homeserver, and wakes the worker.
-// The invites are claimed by the delivery, so a later bind does not send
-// them again.
-func (s *Server) queueOnBind(ctx context.Context, medium, address, mxid string) error {
-	// The binding is already published: finish queueing even if the client
-	// goes away.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancel()
-	queued, err := s.store.EnqueueOnBind(ctx, medium, address, mxid, func(invs []store.Invite) ([]byte, error) {
-		return s.onBindPayload(medium, address, mxid, invs)
-	}, s.now())
-	if err != nil {
-		return err
+// wakeOnBind tells the worker a delivery was queued.
+func (s *Service) wakeOnBind() {
+	select {
+	case s.onbind.wake <- struct{}{}:
+	default:
 	}
-	if queued {
-		s.log.Info("onbind queued", "medium", medium, "mxid", mxid)
-		select {
-		case s.onbind.wake <- struct{}{}:
-		default:
-		}
-	}
-	return nil
 }
 
 // RunOnBindWorker delivers queued onbind callbacks until ctx ends: every
 // Poll, or at once when a bind queues one. All state is in the database, so
 // deliveries survive restarts, and a delivery is leased while it is being
 // attempted, so several processes sharing a database do not send it twice.
-func (s *Server) RunOnBindWorker(ctx context.Context) {
+func (s *Service) RunOnBindWorker(ctx context.Context) {
 	st := s.onbind
 	o := st.options()
 	tick := time.NewTicker(o.Poll)
@@ -173,7 +156,7 @@ func (s *Server) RunOnBindWorker(ctx context.Context) {
 }
 
 // deliverDueOnBinds attempts every due delivery, a batch at a time.
-func (s *Server) deliverDueOnBinds(ctx context.Context, o OnBindOptions) {
+func (s *Service) deliverDueOnBinds(ctx context.Context, o OnBindOptions) {
 	// A batch takes at most ceil(batch/concurrency) timeouts; the lease
 	// outlasts it, and outlives a crashed worker only by that much.
 	lease := time.Duration((onBindBatch+o.Concurrency-1)/o.Concurrency+1) * o.Timeout
@@ -203,7 +186,7 @@ func (s *Server) deliverDueOnBinds(ctx context.Context, o OnBindOptions) {
 }
 
 // deliverOnBind makes one attempt and records its outcome.
-func (s *Server) deliverOnBind(ctx context.Context, o OnBindOptions, d store.OnBindDelivery) {
+func (s *Service) deliverOnBind(ctx context.Context, o OnBindOptions, d store.OnBindDelivery) {
 	server := mxidServer(d.MXID)
 	log := s.log.With("delivery", d.ID, "mxid", d.MXID, "server", server, "attempt", d.Attempts+1)
 	var err error
