@@ -2,7 +2,7 @@
 GO ?= go
 POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 
-.PHONY: run test test-postgres generate check-generated lint bench microbench load tidy-check
+.PHONY: run test test-postgres generate check-generated check-deps lint bench microbench load tidy-check
 
 ## run: start the server with its embedded defaults (127.0.0.1:8090, ./data)
 run:
@@ -25,8 +25,12 @@ check-generated: generate
 	@git diff --exit-code --stat -- gen/ || (echo "generated code is stale: run 'make generate' and commit gen/"; exit 1)
 	@test -z "$$(git ls-files --others --exclude-standard gen/)" || (echo "untracked generated files in gen/"; exit 1)
 
-## lint: gofmt, go vet, go.mod tidy
-lint:
+## check-deps: the layout's dependency rules (README, "How it is built"), on `go list`
+check-deps:
+	@./.ci/check-deps
+
+## lint: gofmt, go vet, go.mod tidy, dependency rules
+lint: check-deps
 	@test -z "$$(gofmt -l cmd gen handlers spec store tools.go)" || (gofmt -l cmd gen handlers spec store tools.go; echo "gofmt needed"; exit 1)
 	$(GO) vet ./...
 	$(GO) mod tidy -diff

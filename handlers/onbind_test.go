@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -345,5 +346,65 @@ func TestOnBindRefusedIsNotRetried(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	if n := hs.Requests(fedtest.OnBindPath); n != 1 {
 		t.Errorf("%d onbind requests, want 1", n)
+	}
+}
+
+// A bind and the queueing of its pending invites are one transaction: when
+// queueing fails the bind answers a Matrix error and leaves no binding
+// behind (not in the database, not in the lookup index), the invites stay
+// pending, and a later bind delivers them.
+func TestBindFailsWhenItsInvitesCannotBeQueued(t *testing.T) {
+	hs := fedtest.Start(t)
+	env := apitest.New(t, fastOnBind)
+	const addr = "zoe@example.org"
+	mxid := "@zoe:" + hs.Name
+	tok := storeInvite(t, env, addr).String("token")
+	bindEmail(t, env, "other@example.org", "@other:"+hs.Name) // warm the lookup index with a binding
+
+	// The database refuses new deliveries, as a full disk or a broken
+	// table would.
+	db := env.Store.DB()
+	if err := db.Exec(`CREATE TRIGGER refuse_onbind BEFORE INSERT ON onbind_deliveries
+		BEGIN SELECT RAISE(ABORT, 'onbind queue unavailable'); END`).Error; err != nil {
+		t.Fatal(err)
+	}
+	sid := validate(t, env, addr, "secret")
+	bind := map[string]any{"sid": sid, "client_secret": "secret", "mxid": mxid}
+	r := env.Post(v1+"/3pid/bind", bind)
+	if r.Status != http.StatusInternalServerError || r.Errcode() != "M_UNKNOWN" {
+		t.Fatalf("bind while queueing fails: %d %s, want 500 M_UNKNOWN", r.Status, r.Body)
+	}
+	if strings.Contains(string(r.Body), "onbind queue unavailable") {
+		t.Errorf("the cause reached the client: %s", r.Body)
+	}
+	if m := bound(t, env, addr); m != "" {
+		t.Fatalf("failed bind left a binding to %s", m)
+	}
+	if r := env.Get(v1 + "/lookup?medium=email&address=" + addr); r.Status != 200 || strings.TrimSpace(string(r.Body)) != "{}" {
+		t.Errorf("lookup after failed bind: %d %s", r.Status, r.Body)
+	}
+	if r := env.Post(v1+"/bulk_lookup", map[string]any{"threepids": [][]string{{"email", addr}}}); r.Status != 200 || len(r.JSON()["threepids"].([]any)) != 0 {
+		t.Errorf("bulk_lookup after failed bind: %d %s", r.Status, r.Body)
+	}
+	if n := pending(t, env, addr); n != 1 {
+		t.Errorf("%d invites pending after failed bind, want 1", n)
+	}
+	if ds := deliveries(t, env, addr); len(ds) != 0 {
+		t.Errorf("failed bind left deliveries %+v", ds)
+	}
+
+	// Repaired, the same bind commits both, and the invite is delivered.
+	if err := db.Exec(`DROP TRIGGER refuse_onbind`).Error; err != nil {
+		t.Fatal(err)
+	}
+	if r := env.Post(v1+"/3pid/bind", bind); r.Status != 200 {
+		t.Fatalf("bind: %d %s", r.Status, r.Body)
+	}
+	if m := bound(t, env, addr); m != mxid {
+		t.Fatalf("bound to %q, want %s", m, mxid)
+	}
+	got := hs.WaitOnBinds(t, 1, 5*time.Second)
+	if tokens := checkOnBind(t, got[0], addr, mxid, env.Key); !slices.Equal(tokens, []string{tok}) {
+		t.Errorf("delivered %v, want [%s]", tokens, tok)
 	}
 }

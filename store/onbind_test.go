@@ -262,3 +262,56 @@ func TestEnqueueOnBindConcurrent(t *testing.T) {
 		}
 	})
 }
+
+// BindAssociation stores the binding and queues its invites together: a
+// failing payload build leaves neither the binding (in the database or the
+// lookup index) nor a delivery, and the invites stay pending.
+func TestBindAssociationAllOrNothing(t *testing.T) {
+	forEach(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		must(t, s.CreateInvite(ctx, mkInvite("t1", "erin@example.org")))
+		must(t, s.WaitIndex(ctx))
+		a := Association{Medium: "email", Address: "erin@example.org", MXID: "@erin:hs",
+			TS: t0.UnixMilli(), NotBefore: t0.UnixMilli(), NotAfter: t0.Add(time.Hour).UnixMilli(),
+			Signed: []byte(`{}`), LookupHash: "hash-erin", CreatedAt: t0}
+		at := t0.Add(time.Minute).UnixMilli()
+
+		boom := errors.New("boom")
+		if _, err := s.BindAssociation(ctx, a, func([]Invite) ([]byte, error) { return nil, boom }); !errors.Is(err, boom) {
+			t.Fatalf("failing build: err = %v", err)
+		}
+		if _, err := s.Association(ctx, "email", "erin@example.org", at); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("binding after failed bind: %v", err)
+		}
+		if m, err := s.LookupThreePIDs(ctx, []ThreePID{{"email", "erin@example.org"}}, at); err != nil || m[0] != "" {
+			t.Fatalf("index after failed bind: %q %v", m, err)
+		}
+		if h, err := s.LookupHashes(ctx, []string{"hash-erin"}, at); err != nil || len(h) != 0 {
+			t.Fatalf("hash index after failed bind: %v %v", h, err)
+		}
+		if p, _ := s.PendingInvites(ctx, "email", "erin@example.org"); len(p) != 1 {
+			t.Fatalf("pending after failed bind = %v", inviteTokens(p))
+		}
+		if ds, _ := s.OnBindDeliveries(ctx, "email", "erin@example.org"); len(ds) != 0 {
+			t.Fatalf("failed bind left deliveries %+v", ds)
+		}
+
+		queued, err := s.BindAssociation(ctx, a, tokensPayload)
+		if err != nil || !queued {
+			t.Fatalf("bind: queued=%v err=%v", queued, err)
+		}
+		if got, err := s.Association(ctx, "email", "erin@example.org", at); err != nil || got.MXID != "@erin:hs" {
+			t.Fatalf("binding: %+v %v", got, err)
+		}
+		if m, _ := s.LookupThreePIDs(ctx, []ThreePID{{"email", "erin@example.org"}}, at); m[0] != "@erin:hs" {
+			t.Fatalf("index: %q", m)
+		}
+		ds, _ := s.OnBindDeliveries(ctx, "email", "erin@example.org")
+		if len(ds) != 1 || string(ds[0].Payload) != `["t1"]` {
+			t.Fatalf("deliveries %+v", ds)
+		}
+		if p, _ := s.PendingInvites(ctx, "email", "erin@example.org"); len(p) != 0 {
+			t.Fatalf("still pending: %v", inviteTokens(p))
+		}
+	})
+}
