@@ -25,6 +25,11 @@ type HTTPOptions struct {
 	// X-Forwarded-For, for deployments behind a reverse proxy. Off, the
 	// header is ignored: anyone could forge it.
 	TrustForwardedFor bool
+	// Observer, if set, is told about every request (metrics).
+	Observer Observer
+	// Docs serves the OpenAPI document and its interactive page
+	// (docs.go); off, both paths answer 404.
+	Docs bool
 }
 
 // NewHTTP assembles the whole stack: CORS, the spec validator (body limit
@@ -46,6 +51,7 @@ func NewHTTP(s *Server, opts HTTPOptions) (*echo.Echo, error) {
 	if opts.TrustForwardedFor {
 		e.IPExtractor = echo.ExtractIPFromXFFHeader()
 	}
+	e.Use(s.accessLog(opts.Observer, v))
 	e.Use(s.recoverPanics)
 	e.Use(cors)
 	if opts.DisableV1 {
@@ -114,11 +120,14 @@ func (s *Server) handleError(err error, c echo.Context) {
 		return
 	}
 	me := s.toMatrix(err)
-	if me.Status >= 500 || me.Cause != nil {
-		s.log.Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path,
-			"errcode", me.Code, "status", me.Status, "err", err)
+	// Client errors are the client's business (debug); only what this
+	// server failed at is an error worth an operator's attention.
+	if me.Status >= 500 {
+		s.log.Error("request failed", "request_id", requestIDOf(c), "method", c.Request().Method,
+			"path", c.Request().URL.Path, "errcode", me.Code, "status", me.Status, "err", err)
 	} else {
-		s.log.Debug("request refused", "path", c.Request().URL.Path, "errcode", me.Code)
+		s.log.Debug("request refused", "request_id", requestIDOf(c), "path", c.Request().URL.Path,
+			"errcode", me.Code, "status", me.Status, "err", err)
 	}
 	if route := validate.RouteOf(c); route != nil && htmlOnly(route.Operation.Responses) {
 		body := renderPage("Something went wrong", me.Message, me.Code)

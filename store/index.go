@@ -44,7 +44,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math"
 	mrand "math/rand/v2"
 	"slices"
@@ -672,7 +671,7 @@ func (ix *lookupIndex) poll() {
 		if !ix.loading && ix.tab != nil {
 			v, err := ix.readVersion(ix.ctx)
 			if err == nil && v != ix.version {
-				slog.Info("store: lookup index: associations changed by another process; reloading")
+				ix.s.log.Info("store: lookup index: associations changed by another process; reloading")
 				ix.reloadLocked()
 			}
 		}
@@ -822,7 +821,7 @@ func (ix *lookupIndex) load(gen uint64) {
 		var v int64
 		if v, err = ix.readVersion(ctx); err == nil && (ix.stale || v != ix.version) {
 			t.release()
-			slog.Info("store: lookup index: associations changed by another process during the load; reloading")
+			ix.s.log.Info("store: lookup index: associations changed by another process during the load; reloading")
 			ix.reloadLocked()
 			return
 		}
@@ -833,7 +832,7 @@ func (ix *lookupIndex) load(gen uint64) {
 		}
 		ix.loadErrs++
 		wait := min(time.Duration(ix.loadErrs)*time.Second, time.Minute)
-		slog.Error("store: lookup index: load failed; lookups use the database", "err", err, "retry_in", wait)
+		ix.s.log.Error("store: lookup index: load failed; lookups use the database", "err", err, "retry_in", wait)
 		ix.wg.Add(1)
 		go func() {
 			defer ix.wg.Done()
@@ -859,7 +858,7 @@ func (ix *lookupIndex) load(gen uint64) {
 	ix.loadTime = elapsed
 	ix.loads++
 	ix.mu.Unlock()
-	slog.Info("store: lookup index loaded", "bindings", t.live, "bytes", t.bytes(), "elapsed", elapsed)
+	ix.s.log.Info("store: lookup index loaded", "bindings", t.live, "bytes", t.bytes(), "elapsed", elapsed)
 }
 
 // indexLoadHook, when set (by tests), runs at the start of every load
@@ -1045,7 +1044,7 @@ func (ix *lookupIndex) refreshLocked(c *ixChange) {
 		ix.mu.Unlock()
 	}
 	if err != nil && ix.ctx.Err() == nil {
-		slog.Error("store: lookup index: refresh failed; reloading", "err", err)
+		ix.s.log.Error("store: lookup index: refresh failed; reloading", "err", err)
 		ix.reloadLocked()
 	}
 }
@@ -1066,7 +1065,7 @@ func (ix *lookupIndex) write(commit func() (ixChange, error)) error {
 		if ix.bumpPrev != ix.version {
 			// Another process wrote since this index last looked.
 			if !ix.loading && ix.tab != nil {
-				slog.Info("store: lookup index: associations changed by another process; reloading")
+				ix.s.log.Info("store: lookup index: associations changed by another process; reloading")
 				ix.reloadLocked()
 				return nil
 			}
@@ -1095,7 +1094,7 @@ func (ix *lookupIndex) write(commit func() (ixChange, error)) error {
 	}
 	ix.mu.Unlock()
 	if err != nil {
-		slog.Error("store: lookup index: update failed; reloading", "err", err)
+		ix.s.log.Error("store: lookup index: update failed; reloading", "err", err)
 		ix.reloadLocked()
 	}
 	return nil
@@ -1199,7 +1198,7 @@ func (ix *lookupIndex) listen() {
 			if ctx.Err() != nil {
 				return
 			}
-			slog.Error("store: lookup index: listen failed; lookups use the database", "err", err, "retry_in", backoff)
+			ix.s.log.Error("store: lookup index: listen failed; lookups use the database", "err", err, "retry_in", backoff)
 			select {
 			case <-ctx.Done():
 				return
@@ -1221,7 +1220,7 @@ func (ix *lookupIndex) listen() {
 			n, err := conn.WaitForNotification(ctx)
 			if err != nil {
 				if ctx.Err() == nil {
-					slog.Error("store: lookup index: listen connection lost; reloading", "err", err)
+					ix.s.log.Error("store: lookup index: listen connection lost; reloading", "err", err)
 				}
 				break
 			}
@@ -1234,7 +1233,7 @@ func (ix *lookupIndex) listen() {
 func (ix *lookupIndex) onNotify(payload string) {
 	var n ixNote
 	if err := json.Unmarshal([]byte(payload), &n); err != nil {
-		slog.Error("store: lookup index: bad notification; reloading", "err", err)
+		ix.s.log.Error("store: lookup index: bad notification; reloading", "err", err)
 		n = ixNote{X: true}
 	}
 	if n.I == ix.instance {

@@ -55,6 +55,31 @@ type Store struct {
 	// ix is the in-memory lookup index (index.go); nil for a Store that
 	// was opened without migrating.
 	ix *lookupIndex
+	// log receives the store's own messages (failed statements, index
+	// loads); the process's one logger, handed over with WithLogger.
+	log *slog.Logger
+}
+
+// Option configures Open.
+type Option func(*options)
+
+type options struct{ log *slog.Logger }
+
+// WithLogger sends the store's messages to log (default: discarded if nil
+// is given, slog.Default() if the option is absent).
+func WithLogger(log *slog.Logger) Option {
+	return func(o *options) { o.log = log }
+}
+
+func openOptions(opts []Option) options {
+	o := options{log: slog.Default()}
+	for _, f := range opts {
+		f(&o)
+	}
+	if o.log == nil {
+		o.log = slog.New(slog.DiscardHandler)
+	}
+	return o
 }
 
 // sqliteParams are appended to every SQLite DSN. _txlock=immediate makes every
@@ -76,8 +101,8 @@ var sqliteParams = [][2]string{
 // a SQLite file path, optionally prefixed "sqlite:" (or "sqlite://"). The
 // parent directory of a SQLite file is created with mode 0700 and a new
 // database file with mode 0600.
-func Open(ctx context.Context, dsn string) (*Store, error) {
-	s, err := open(ctx, dsn)
+func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
+	s, err := open(ctx, dsn, openOptions(opts).log)
 	if err != nil {
 		return nil, err
 	}
@@ -93,11 +118,19 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 }
 
 // open connects without migrating.
-func open(ctx context.Context, dsn string) (*Store, error) {
+func open(ctx context.Context, dsn string, log *slog.Logger) (*Store, error) {
+	var s *Store
+	var err error
 	if isPostgresDSN(dsn) {
-		return openPostgres(ctx, dsn)
+		s, err = openPostgres(ctx, dsn, log)
+	} else {
+		s, err = openSQLite(ctx, dsn, log)
 	}
-	return openSQLite(ctx, dsn)
+	if err != nil {
+		return nil, err
+	}
+	s.log = log
+	return s, nil
 }
 
 func isPostgresDSN(dsn string) bool {
@@ -105,17 +138,17 @@ func isPostgresDSN(dsn string) bool {
 	return strings.HasPrefix(l, "postgres://") || strings.HasPrefix(l, "postgresql://")
 }
 
-func gormConfig() *gorm.Config {
+func gormConfig(log *slog.Logger) *gorm.Config {
 	return &gorm.Config{
-		Logger:                 slogLogger{},
+		Logger:                 slogLogger{log},
 		NowFunc:                func() time.Time { return utc(time.Now()) },
 		SkipDefaultTransaction: true, // single statements are atomic; we open transactions explicitly
 		TranslateError:         true,
 	}
 }
 
-func openPostgres(ctx context.Context, dsn string) (*Store, error) {
-	db, err := gorm.Open(postgres.New(postgres.Config{DSN: dsn}), gormConfig())
+func openPostgres(ctx context.Context, dsn string, log *slog.Logger) (*Store, error) {
+	db, err := gorm.Open(postgres.New(postgres.Config{DSN: dsn}), gormConfig(log))
 	if err != nil {
 		return nil, fmt.Errorf("store: open postgres: %w", err)
 	}
@@ -134,7 +167,7 @@ func openPostgres(ctx context.Context, dsn string) (*Store, error) {
 	return &Store{db: db, wdb: db, dialect: DialectPostgres}, nil
 }
 
-func openSQLite(ctx context.Context, dsn string) (*Store, error) {
+func openSQLite(ctx context.Context, dsn string, log *slog.Logger) (*Store, error) {
 	path := dsn
 	if strings.HasPrefix(path, "sqlite:") {
 		path = strings.TrimPrefix(path, "sqlite:")
@@ -157,7 +190,7 @@ func openSQLite(ctx context.Context, dsn string) (*Store, error) {
 		_ = f.Close()
 	}
 
-	rdb, err := openSQLitePool(ctx, full)
+	rdb, err := openSQLitePool(ctx, full, log)
 	if err != nil {
 		return nil, err
 	}
@@ -173,7 +206,7 @@ func openSQLite(ctx context.Context, dsn string) (*Store, error) {
 	sqlDB.SetMaxIdleConns(readers)
 	sqlDB.SetConnMaxIdleTime(10 * time.Minute)
 
-	wdb, err := openSQLitePool(ctx, full)
+	wdb, err := openSQLitePool(ctx, full, log)
 	if err != nil {
 		_ = sqlDB.Close()
 		return nil, err
@@ -184,8 +217,8 @@ func openSQLite(ctx context.Context, dsn string) (*Store, error) {
 	return &Store{db: rdb, wdb: wdb, dialect: DialectSQLite}, nil
 }
 
-func openSQLitePool(ctx context.Context, dsn string) (*gorm.DB, error) {
-	db, err := gorm.Open(sqlite.Open(dsn), gormConfig())
+func openSQLitePool(ctx context.Context, dsn string, log *slog.Logger) (*gorm.DB, error) {
+	db, err := gorm.Open(sqlite.Open(dsn), gormConfig(log))
 	if err != nil {
 		return nil, fmt.Errorf("store: open sqlite: %w", err)
 	}
@@ -279,19 +312,19 @@ func wrap(op string, err error) error {
 }
 
 // slogLogger is a GORM logger that is silent except for failed statements,
-// which go to slog at error level. Statement parameters are never logged:
-// they include secrets such as client secrets and tokens.
-type slogLogger struct{}
+// which go to the store's logger at error level. Statement parameters are
+// never logged: they include secrets such as client secrets and tokens.
+type slogLogger struct{ log *slog.Logger }
 
 func (l slogLogger) LogMode(logger.LogLevel) logger.Interface { return l }
 func (slogLogger) Info(context.Context, string, ...any)       {}
 func (slogLogger) Warn(context.Context, string, ...any)       {}
 
-func (slogLogger) Error(ctx context.Context, msg string, args ...any) {
-	slog.ErrorContext(ctx, "store: "+fmt.Sprintf(msg, args...))
+func (l slogLogger) Error(ctx context.Context, msg string, args ...any) {
+	l.log.ErrorContext(ctx, "store: "+fmt.Sprintf(msg, args...))
 }
 
-func (slogLogger) Trace(ctx context.Context, begin time.Time, fc func() (string, int64), err error) {
+func (l slogLogger) Trace(ctx context.Context, begin time.Time, fc func() (string, int64), err error) {
 	if err == nil ||
 		errors.Is(err, gorm.ErrRecordNotFound) ||
 		errors.Is(err, gorm.ErrDuplicatedKey) ||
@@ -300,10 +333,26 @@ func (slogLogger) Trace(ctx context.Context, begin time.Time, fc func() (string,
 		return
 	}
 	sql, rows := fc()
-	slog.ErrorContext(ctx, "store: query failed", "err", err, "sql", sql, "rows", rows, "elapsed", time.Since(begin))
+	l.log.ErrorContext(ctx, "store: query failed", "err", err, "sql", sql, "rows", rows, "elapsed", time.Since(begin))
 }
 
 // ParamsFilter drops statement parameters from logged SQL.
 func (slogLogger) ParamsFilter(_ context.Context, sql string, _ ...any) (string, []any) {
 	return sql, nil
+}
+
+// Ping connects to the database named by dsn without migrating it or
+// creating anything (sigil check): a SQLite file must already exist.
+func Ping(ctx context.Context, dsn string) error {
+	if !isPostgresDSN(dsn) {
+		_, file, memory := sqliteDSN(strings.TrimPrefix(strings.TrimPrefix(dsn, "sqlite:"), "//"))
+		if _, err := os.Stat(file); !memory && err != nil {
+			return fmt.Errorf("store: %w (it is created at first start)", err)
+		}
+	}
+	s, err := open(ctx, dsn, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return err
+	}
+	return s.Close()
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -202,7 +203,7 @@ func TestMigrationUpgradeInPlace(t *testing.T) {
 		t.Run(b, func(t *testing.T) {
 			dsn := freshDSN(t, b)
 
-			old, err := open(ctx, dsn)
+			old, err := open(ctx, dsn, slog.Default())
 			must(t, err)
 			must(t, migrateTo(old.wdb, "0001_initial"))
 			m := old.wdb.Migrator()

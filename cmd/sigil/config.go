@@ -8,11 +8,13 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"strconv"
+	"reflect"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/sigil-matrix/sigil/handlers/federation"
 )
 
 // Config is the whole configuration: defaults, then the YAML file, then
@@ -36,7 +38,15 @@ type Config struct {
 	SigningKey string `yaml:"signing_key"`
 	// TemplatesDir overrides the built-in mail templates file by file.
 	TemplatesDir string `yaml:"templates_dir"`
-	LogLevel     string `yaml:"log_level"`
+	// LogLevel is debug, info (one access-log line per request), warn or
+	// error; LogFormat is text or json. One logger serves every package.
+	LogLevel  string `yaml:"log_level"`
+	LogFormat string `yaml:"log_format"`
+	// MetricsListen, if set, serves Prometheus metrics at /metrics on a
+	// listener of its own, apart from the API.
+	MetricsListen string `yaml:"metrics_listen"`
+	// Docs serves the OpenAPI document and an interactive page of it.
+	Docs DocsConfig `yaml:"docs"`
 
 	Sessions   SessionConfig    `yaml:"sessions"`
 	SMTP       SMTPConfig       `yaml:"smtp"`
@@ -94,6 +104,18 @@ type FederationConfig struct {
 	// TrustForwardedFor takes the client IP from X-Forwarded-For (behind a
 	// reverse proxy you control).
 	TrustForwardedFor bool `yaml:"trust_forwarded_for"`
+	// CAFile adds the PEM certificates in this file to the system's roots
+	// for calls to homeservers (a private CA).
+	CAFile string `yaml:"ca_file"`
+	// InsecureSkipVerify accepts any certificate from homeservers: for
+	// test setups only; Sigil warns at every start.
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
+}
+
+// DocsConfig is the API documentation (outside /_matrix).
+type DocsConfig struct {
+	// Enabled serves /docs/openapi.json and the page at /docs/.
+	Enabled bool `yaml:"enabled"`
 }
 
 type RegisterConfig struct {
@@ -129,6 +151,9 @@ type Duration struct{ time.Duration }
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	v, err := time.ParseDuration(n.Value)
 	if err != nil {
+		if n.Line == 1 && n.Column == 1 { // a variable's value
+			return fmt.Errorf("%q is not a duration like 24h or 15m", n.Value)
+		}
 		return fmt.Errorf("line %d: %q is not a duration like 24h or 15m", n.Line, n.Value)
 	}
 	d.Duration = v
@@ -144,6 +169,8 @@ func Defaults() Config {
 		Database:      "data/sigil.db",
 		SigningKey:    "data/signing.key",
 		LogLevel:      "info",
+		LogFormat:     "text",
+		Docs:          DocsConfig{Enabled: true},
 		Sessions:      SessionConfig{TokenLifetime: Duration{24 * time.Hour}, SessionLifetime: Duration{24 * time.Hour}},
 		SMTP:          SMTPConfig{Port: 587, TLS: "starttls", From: "Sigil <noreply@localhost>"},
 		Limits:        LimitConfig{MaxBodyBytes: 1 << 20, MailEvery: Duration{time.Minute}, MailBurst: 5},
@@ -153,78 +180,233 @@ func Defaults() Config {
 	}
 }
 
-// LoadConfig reads path (if not empty) over the defaults, then env.
-func LoadConfig(path string, env func(string) (string, bool)) (Config, error) {
+// LoadConfig reads path (if not empty) over the defaults, then the SIGIL_*
+// variables of environ ("KEY=value" strings, as os.Environ gives them).
+func LoadConfig(path string, environ []string) (Config, error) {
 	cfg := Defaults()
 	if path != "" {
 		data, err := os.ReadFile(path)
 		if err != nil {
 			return cfg, fmt.Errorf("config: %w", err)
 		}
-		dec := yaml.NewDecoder(bytes.NewReader(data))
-		dec.KnownFields(true)                                               // a misspelt key is an error, not a silent default
-		if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) { // an empty file is fine
+		if err := decodeYAML(data, &cfg); err != nil {
 			return cfg, fmt.Errorf("config %s: %w", path, err)
 		}
 	}
-	if err := applyEnv(&cfg, env); err != nil {
+	if err := applyEnv(&cfg, environ); err != nil {
 		return cfg, err
 	}
 	return cfg, cfg.Validate()
 }
 
-// envVars maps each SIGIL_* variable to the setting it overrides.
-var envVars = []struct {
-	name string
-	set  func(c *Config, v string) error
-}{
-	{"SIGIL_SERVER_NAME", func(c *Config, v string) error { c.ServerName = v; return nil }},
-	{"SIGIL_PUBLIC_BASE_URL", func(c *Config, v string) error { c.PublicBaseURL = v; return nil }},
-	{"SIGIL_LISTEN", func(c *Config, v string) error { c.Listen = v; return nil }},
-	{"SIGIL_DEBUG_LISTEN", func(c *Config, v string) error { c.DebugListen = v; return nil }},
-	{"SIGIL_DATABASE", func(c *Config, v string) error { c.Database = v; return nil }},
-	{"SIGIL_SIGNING_KEY", func(c *Config, v string) error { c.SigningKey = v; return nil }},
-	{"SIGIL_TEMPLATES_DIR", func(c *Config, v string) error { c.TemplatesDir = v; return nil }},
-	{"SIGIL_LOG_LEVEL", func(c *Config, v string) error { c.LogLevel = v; return nil }},
-	{"SIGIL_TOKEN_LIFETIME", durationVar(func(c *Config) *Duration { return &c.Sessions.TokenLifetime })},
-	{"SIGIL_SESSION_LIFETIME", durationVar(func(c *Config) *Duration { return &c.Sessions.SessionLifetime })},
-	{"SIGIL_SMTP_HOST", func(c *Config, v string) error { c.SMTP.Host = v; return nil }},
-	{"SIGIL_SMTP_PORT", func(c *Config, v string) (err error) { c.SMTP.Port, err = strconv.Atoi(v); return err }},
-	{"SIGIL_SMTP_TLS", func(c *Config, v string) error { c.SMTP.TLS = v; return nil }},
-	{"SIGIL_SMTP_USERNAME", func(c *Config, v string) error { c.SMTP.Username = v; return nil }},
-	{"SIGIL_SMTP_PASSWORD", func(c *Config, v string) error { c.SMTP.Password = v; return nil }},
-	{"SIGIL_SMTP_FROM", func(c *Config, v string) error { c.SMTP.From = v; return nil }},
-	{"SIGIL_SMS_URL", func(c *Config, v string) error { c.SMS.URL = v; return nil }},
-	{"SIGIL_SMS_USERNAME", func(c *Config, v string) error { c.SMS.Username = v; return nil }},
-	{"SIGIL_SMS_PASSWORD", func(c *Config, v string) error { c.SMS.Password = v; return nil }},
-	{"SIGIL_SMS_FROM", func(c *Config, v string) error { c.SMS.From = v; return nil }},
-	{"SIGIL_LOOKUP_PEPPER", func(c *Config, v string) error { c.Lookup.Pepper = v; return nil }},
-	{"SIGIL_FEDERATION_ALLOW_PRIVATE", func(c *Config, v string) (err error) {
-		c.Federation.AllowPrivateAddresses, err = strconv.ParseBool(v)
+// decodeYAML decodes data over cfg. Unknown keys are errors naming their
+// path (smtp.hots), not Go's type names.
+func decodeYAML(data []byte, cfg *Config) error {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
 		return err
-	}},
-	{"SIGIL_API_V1", func(c *Config, v string) (err error) { c.API.V1, err = strconv.ParseBool(v); return err }},
-}
-
-func durationVar(field func(*Config) *Duration) func(*Config, string) error {
-	return func(c *Config, v string) error {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			return fmt.Errorf("%q is not a duration like 24h or 15m", v)
-		}
-		field(c).Duration = d
+	}
+	if len(root.Content) == 0 { // an empty file is fine
 		return nil
 	}
+	if unknown := unknownKeys(&root, reflect.TypeOf(*cfg), ""); len(unknown) > 0 {
+		return fmt.Errorf("unknown setting %s", strings.Join(unknown, ", "))
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
 }
 
-func applyEnv(cfg *Config, env func(string) (string, bool)) error {
-	for _, ev := range envVars {
-		if v, ok := env(ev.name); ok {
-			if err := ev.set(cfg, v); err != nil {
-				return fmt.Errorf("config: %s: %w", ev.name, err)
+// unknownKeys lists the keys under n that t has no field for, as paths.
+func unknownKeys(n *yaml.Node, t reflect.Type, path string) []string {
+	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		return unknownKeys(n.Content[0], t, path)
+	}
+	var out []string
+	switch {
+	case t.Kind() == reflect.Struct && t != durationType && n.Kind == yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i].Value
+			f, ok := fieldByTag(t, k)
+			if !ok {
+				out = append(out, fmt.Sprintf("%s (line %d)", join(path, k), n.Content[i].Line))
+				continue
 			}
+			out = append(out, unknownKeys(n.Content[i+1], f.Type, join(path, k))...)
+		}
+	case t.Kind() == reflect.Slice && n.Kind == yaml.SequenceNode:
+		for i, c := range n.Content {
+			out = append(out, unknownKeys(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i))...)
+		}
+	case t.Kind() == reflect.Map && n.Kind == yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			out = append(out, unknownKeys(n.Content[i+1], t.Elem(), join(path, n.Content[i].Value))...)
 		}
 	}
+	return out
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+var durationType = reflect.TypeOf(Duration{})
+
+func yamlName(f reflect.StructField) string {
+	name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+	return name
+}
+
+func fieldByTag(t reflect.Type, name string) (reflect.StructField, bool) {
+	for i := 0; i < t.NumField(); i++ {
+		if f := t.Field(i); f.IsExported() && yamlName(f) == name {
+			return f, true
+		}
+	}
+	return reflect.StructField{}, false
+}
+
+// setting is one configurable value: its YAML path, its variable and
+// where it sits in Config.
+type setting struct {
+	Path, Env string
+	index     []int
+	typ       reflect.Type
+}
+
+// Settings lists every setting of Config, derived from its yaml tags: a
+// struct (other than Duration) is a section, anything else one setting.
+// SIGIL_ + the path in upper case with dots as underscores is its
+// variable (smtp.host: SIGIL_SMTP_HOST).
+func Settings() []setting {
+	var out []setting
+	var walk func(t reflect.Type, path string, index []int)
+	walk = func(t reflect.Type, path string, index []int) {
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			name := yamlName(f)
+			if !f.IsExported() || name == "" || name == "-" {
+				continue
+			}
+			p, idx := join(path, name), append(append([]int(nil), index...), i)
+			if f.Type.Kind() == reflect.Struct && f.Type != durationType {
+				walk(f.Type, p, idx)
+				continue
+			}
+			env := "SIGIL_" + strings.ToUpper(strings.ReplaceAll(p, ".", "_"))
+			out = append(out, setting{Path: p, Env: env, index: idx, typ: f.Type})
+		}
+	}
+	walk(reflect.TypeOf(Config{}), "", nil)
+	return out
+}
+
+// envAliases are the variable names of earlier releases, still read.
+var envAliases = map[string]string{
+	"SIGIL_TOKEN_LIFETIME":           "SIGIL_SESSIONS_TOKEN_LIFETIME",
+	"SIGIL_SESSION_LIFETIME":         "SIGIL_SESSIONS_SESSION_LIFETIME",
+	"SIGIL_FEDERATION_ALLOW_PRIVATE": "SIGIL_FEDERATION_ALLOW_PRIVATE_ADDRESSES",
+}
+
+// notSettings are SIGIL_* variables that are not settings: the
+// configuration file's path, and the test and load-benchmark knobs.
+func notSetting(name string) bool {
+	return name == "SIGIL_CONFIG" || strings.HasPrefix(name, "SIGIL_TEST_") || strings.HasPrefix(name, "SIGIL_LOAD_")
+}
+
+// applyEnv sets every setting named by a SIGIL_* variable. A SIGIL_*
+// variable that names no setting is an error: a misspelt one would
+// otherwise be silently ignored.
+func applyEnv(cfg *Config, environ []string) error {
+	byEnv := map[string]setting{}
+	for _, s := range Settings() {
+		byEnv[s.Env] = s
+	}
+	var errs []string
+	v := reflect.ValueOf(cfg).Elem()
+	for _, kv := range environ {
+		name, value, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, "SIGIL_") || notSetting(name) {
+			continue
+		}
+		if alias, ok := envAliases[name]; ok {
+			name = alias
+		}
+		s, ok := byEnv[name]
+		if !ok {
+			errs = append(errs, fmt.Sprintf("%s names no setting%s", name, suggest(name, byEnv)))
+			continue
+		}
+		if err := setFromEnv(v.FieldByIndex(s.index), value); err != nil {
+			errs = append(errs, fmt.Sprintf("%s (%s): %v", name, s.Path, err))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("config: %s", strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// suggest names the setting a misspelt variable probably meant.
+func suggest(name string, byEnv map[string]setting) string {
+	best, bestD := "", 4
+	for env, s := range byEnv {
+		if d := editDistance(name, env); d < bestD {
+			best, bestD = fmt.Sprintf(" (did you mean %s, %s?)", env, s.Path), d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
+}
+
+// setFromEnv sets one field from a variable's text: strings as they are,
+// lists also as comma-separated words, anything else as YAML (numbers,
+// booleans, durations, maps and lists in flow style: '{a: b}', '[x, y]').
+func setFromEnv(f reflect.Value, value string) error {
+	switch {
+	case f.Kind() == reflect.String:
+		f.SetString(value)
+		return nil
+	case f.Kind() == reflect.Slice && f.Type().Elem().Kind() == reflect.String && !strings.HasPrefix(strings.TrimSpace(value), "["):
+		var list []string
+		for _, w := range strings.Split(value, ",") {
+			if w = strings.TrimSpace(w); w != "" {
+				list = append(list, w)
+			}
+		}
+		f.Set(reflect.ValueOf(list))
+		return nil
+	}
+	p := reflect.New(f.Type())
+	if err := yaml.Unmarshal([]byte(value), p.Interface()); err != nil {
+		return err
+	}
+	f.Set(p.Elem())
 	return nil
 }
 
@@ -232,8 +414,8 @@ func applyEnv(cfg *Config, env func(string) (string, bool)) error {
 func (c Config) Validate() error {
 	var errs []string
 	bad := func(f string, a ...any) { errs = append(errs, fmt.Sprintf(f, a...)) }
-	if c.ServerName == "" || strings.ContainsAny(c.ServerName, "/ ") {
-		bad("server_name must be a host or host:port, got %q", c.ServerName)
+	if !federation.ValidServerName(c.ServerName) {
+		bad("server_name must be a Matrix server name (host or host:port, port 1-65535), got %q", c.ServerName)
 	}
 	if u, err := url.Parse(c.PublicBaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		bad("public_base_url must be an absolute http(s) URL, got %q", c.PublicBaseURL)
@@ -243,6 +425,14 @@ func (c Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.DebugListen); c.DebugListen != "" && err != nil {
 		bad("debug_listen must be host:port, got %q", c.DebugListen)
+	}
+	if _, _, err := net.SplitHostPort(c.MetricsListen); c.MetricsListen != "" && err != nil {
+		bad("metrics_listen must be host:port, got %q", c.MetricsListen)
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		bad("log_format must be text or json, got %q", c.LogFormat)
 	}
 	if c.Database == "" {
 		bad("database must be a SQLite path or a postgres:// URL")

@@ -1,6 +1,10 @@
 package main
 
 import (
+	"reflect"
+	"strconv"
+
+	"gopkg.in/yaml.v3"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -9,10 +13,14 @@ import (
 	"time"
 )
 
-func noEnv(string) (string, bool) { return "", false }
+var noEnv []string
 
-func envMap(m map[string]string) func(string) (string, bool) {
-	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+func envMap(m map[string]string) []string {
+	var out []string
+	for k, v := range m {
+		out = append(out, k+"="+v)
+	}
+	return out
 }
 
 func TestDefaultsNeedNoConfiguration(t *testing.T) {
@@ -56,7 +64,14 @@ func TestBadConfigIsExplained(t *testing.T) {
 		env        map[string]string
 		want       string
 	}{
-		{"misspelt key", "sever_name: x\n", nil, "sever_name"},
+		{"misspelt key", "sever_name: x\n", nil, "unknown setting sever_name (line 1)"},
+		{"misspelt nested key", "smtp:\n  hots: x\n", nil, "unknown setting smtp.hots (line 2)"},
+		{"misspelt key in a list", "terms:\n  - id: a\n    verison: 1\n", nil, "unknown setting terms[0].verison"},
+		{"misspelt variable", "", map[string]string{"SIGIL_SMTP_HOTS": "x"}, "SIGIL_SMTP_HOTS names no setting (did you mean SIGIL_SMTP_HOST, smtp.host?)"},
+		{"bad variable value", "", map[string]string{"SIGIL_LIMITS_MAIL_BURST": "lots"}, "SIGIL_LIMITS_MAIL_BURST (limits.mail_burst)"},
+		{"bad server name", "server_name: id_example!org\n", nil, "server_name must be a Matrix server name"},
+		{"bad server port", "server_name: host:99999\n", nil, "server_name must be a Matrix server name"},
+		{"bad log format", "log_format: xml\n", nil, "log_format"},
 		{"bad duration", "sessions:\n  token_lifetime: tomorrow\n", nil, "not a duration"},
 		{"bad base url", "public_base_url: ftp://x\n", nil, "public_base_url"},
 		{"bad listen", "listen: 8090\n", nil, "listen"},
@@ -85,5 +100,108 @@ func TestTuneGC(t *testing.T) {
 	tuneGC(func(k string) (string, bool) { return "100", k == "GOGC" })
 	if got := debug.SetGCPercent(100); got != 100 {
 		t.Errorf("GC percent %d with GOGC=100 set, want it left alone", got)
+	}
+}
+
+// sampleValue is a valid variable text for a setting's type, and a check
+// that it arrived.
+func sampleValue(t *testing.T, s setting) string {
+	switch s.typ {
+	case durationType:
+		return "17m"
+	}
+	switch s.typ.Kind() {
+	case reflect.String:
+		return "" // strings: the test uses a per-setting value
+	case reflect.Bool:
+		return "true"
+	case reflect.Int, reflect.Int64:
+		return "4242"
+	case reflect.Slice:
+		if s.typ.Elem().Kind() == reflect.String {
+			return "a.example, b.example"
+		}
+		return "[{id: privacy, version: '2', languages: {en: {name: Privacy, url: 'https://x.example/p'}}}]"
+	case reflect.Map:
+		return "{X-Test: yes}"
+	}
+	t.Fatalf("no sample value for %s (%s): teach the test and setFromEnv this type", s.Path, s.typ)
+	return ""
+}
+
+// Every setting of Config can be set from its variable: the list is
+// derived from the struct, so a new field is covered without anyone
+// remembering to add it.
+func TestEverySettingFromTheEnvironment(t *testing.T) {
+	valid := map[string]string{ // strings that must pass Validate
+		"server_name": "id.example.org", "public_base_url": "https://id.example.org", "listen": "127.0.0.1:1",
+		"debug_listen": "127.0.0.1:2", "metrics_listen": "127.0.0.1:3", "log_level": "debug", "log_format": "json",
+		"smtp.tls": "none", "lookup.pepper": "abc123", "smtp.from": "a@b.example",
+	}
+	for _, s := range Settings() {
+		t.Run(s.Path, func(t *testing.T) {
+			v := sampleValue(t, s)
+			if s.typ.Kind() == reflect.Bool {
+				v = strconv.FormatBool(!reflect.ValueOf(Defaults()).FieldByIndex(s.index).Bool())
+			}
+			if s.typ.Kind() == reflect.String {
+				v = valid[s.Path]
+				if v == "" {
+					v = "from-env-" + strings.ReplaceAll(s.Path, ".", "-")
+				}
+			}
+			cfg, err := LoadConfig("", []string{s.Env + "=" + v})
+			if err != nil {
+				t.Fatalf("%s=%s: %v", s.Env, v, err)
+			}
+			got := reflect.ValueOf(cfg).FieldByIndex(s.index)
+			if reflect.DeepEqual(got.Interface(), reflect.ValueOf(Defaults()).FieldByIndex(s.index).Interface()) {
+				t.Errorf("%s=%s left %s at its default %v", s.Env, v, s.Path, got)
+			}
+		})
+	}
+}
+
+func TestOldVariableNamesStillWork(t *testing.T) {
+	cfg, err := LoadConfig("", envMap(map[string]string{"SIGIL_TOKEN_LIFETIME": "5m", "SIGIL_FEDERATION_ALLOW_PRIVATE": "true"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Sessions.TokenLifetime.Duration != 5*time.Minute || !cfg.Federation.AllowPrivateAddresses {
+		t.Errorf("aliases not applied: %+v", cfg)
+	}
+}
+
+// The example configuration lists every setting, so it documents them all.
+func TestExampleListsEverySetting(t *testing.T) {
+	data, err := os.ReadFile("sigil.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		t.Fatal(err)
+	}
+	present := map[string]bool{}
+	var walk func(n *yaml.Node, path string)
+	walk = func(n *yaml.Node, path string) {
+		if n.Kind == yaml.DocumentNode {
+			walk(n.Content[0], path)
+			return
+		}
+		if n.Kind != yaml.MappingNode {
+			return
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			p := join(path, n.Content[i].Value)
+			present[p] = true
+			walk(n.Content[i+1], p)
+		}
+	}
+	walk(&root, "")
+	for _, s := range Settings() {
+		if !present[s.Path] {
+			t.Errorf("sigil.example.yaml does not list %s (%s)", s.Path, s.Env)
+		}
 	}
 }

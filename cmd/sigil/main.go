@@ -1,12 +1,17 @@
-// Command sigil is the Sigil identity server.
+// Command sigil is the Sigil identity server and its operator's tools.
 //
-//	sigil [-config sigil.yaml]          serve (the default)
-//	sigil -config sigil.yaml check      validate the configuration and exit
-//	sigil rotate-pepper [PEPPER]        replace the lookup pepper (random if not given) and rehash
+//	sigil [-config FILE] COMMAND [ARGS]    (sigil help lists the commands)
+//
+// Exit codes: 0 success, 1 failure, 2 usage or configuration error,
+// 3 not found (bindings, invites, onbind: nothing matched).
 package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -15,81 +20,64 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
-	"os/signal"
 	"runtime/debug"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/sigil-matrix/sigil/handlers"
 	"github.com/sigil-matrix/sigil/handlers/federation"
 	"github.com/sigil-matrix/sigil/handlers/identity"
 	"github.com/sigil-matrix/sigil/handlers/mail"
+	"github.com/sigil-matrix/sigil/handlers/metrics"
 	"github.com/sigil-matrix/sigil/handlers/signing"
 	"github.com/sigil-matrix/sigil/handlers/sms"
 	"github.com/sigil-matrix/sigil/store"
 )
 
 func main() {
-	configPath := flag.String("config", os.Getenv("SIGIL_CONFIG"), "YAML configuration file (optional; env SIGIL_CONFIG)")
-	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "usage: sigil [-config file] [serve | check | rotate-pepper [pepper]]\n\n")
-		flag.PrintDefaults()
-	}
-	flag.Parse()
-	cfg, err := LoadConfig(*configPath, os.LookupEnv)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "sigil:", err)
-		os.Exit(2)
-	}
-	log := newLogger(cfg.LogLevel)
-	cmd := flag.Arg(0)
-	switch cmd {
-	case "", "serve":
-		tuneGC(os.LookupEnv)
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-		defer stop()
-		err = serve(ctx, cfg, log)
-	case "check":
-		fmt.Println("configuration is valid")
-	case "rotate-pepper":
-		err = rotatePepper(context.Background(), cfg, log, flag.Arg(1))
-	default:
-		flag.Usage()
-		os.Exit(2)
-	}
-	if err != nil {
-		log.Error("sigil stopped", "err", err)
-		os.Exit(1)
-	}
+	os.Exit(run(os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
 }
 
-func newLogger(level string) *slog.Logger {
-	var l slog.Level
-	_ = l.UnmarshalText([]byte(strings.ToUpper(level)))
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
-}
-
-// app is the wired server, shared by serve and the tests.
+// app is the wired server, shared by serve, the commands and the tests.
 type app struct {
 	store *store.Store
 	http  http.Handler
 	// identity is the operations, for the commands and the onbind worker.
 	identity *identity.Service
+	metrics  *metrics.Metrics
+	key      signing.Key
+	mail     mail.Sender
 }
 
-func build(ctx context.Context, cfg Config, log *slog.Logger) (*app, error) {
-	st, err := store.Open(ctx, cfg.Database)
+func (a *app) Close() { _ = a.store.Close() }
+
+// openApp wires everything but the HTTP stack: the store, the key, mail,
+// SMS, homeservers and the identity operations.
+func openApp(ctx context.Context, cfg Config, log *slog.Logger) (*app, error) {
+	st, err := store.Open(ctx, cfg.Database, store.WithLogger(log))
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
+	a := &app{store: st, metrics: metrics.New()}
+	if err := a.wire(cfg, log); err != nil {
+		st.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+func (a *app) wire(cfg Config, log *slog.Logger) error {
 	key, err := signing.LoadOrCreateKeyFile(cfg.SigningKey)
 	if err != nil {
-		st.Close()
-		return nil, fmt.Errorf("signing key: %w", err)
+		return fmt.Errorf("signing key: %w", err)
+	}
+	tlsConfig, err := federationTLS(cfg.Federation, log)
+	if err != nil {
+		return err
 	}
 	fed := federation.NewClient(federation.ClientOptions{
 		AllowPrivate: cfg.Federation.AllowPrivateAddresses, Timeout: cfg.Federation.Timeout.Duration, UserAgent: "Sigil",
+		TLSConfig: tlsConfig, Logger: log,
 	})
 	texts, err := sms.NewSender(sms.HTTPConfig{
 		URL: cfg.SMS.URL, Method: cfg.SMS.Method, Username: cfg.SMS.Username, Password: cfg.SMS.Password,
@@ -97,21 +85,15 @@ func build(ctx context.Context, cfg Config, log *slog.Logger) (*app, error) {
 		Body: cfg.SMS.Body, From: cfg.SMS.From,
 	}, fed.HTTP(), log)
 	if err != nil {
-		st.Close()
-		return nil, fmt.Errorf("sms: %w", err)
+		return fmt.Errorf("sms: %w", err)
 	}
-	sender, err := mail.NewSender(mail.SMTPConfig{
-		Host: cfg.SMTP.Host, Port: cfg.SMTP.Port, TLS: cfg.SMTP.TLS,
-		Username: cfg.SMTP.Username, Password: cfg.SMTP.Password, From: cfg.SMTP.From,
-	}, log)
+	sender, err := newMailSender(cfg, log)
 	if err != nil {
-		st.Close()
-		return nil, fmt.Errorf("smtp: %w", err)
+		return err
 	}
 	tmpl, err := mail.LoadTemplates(cfg.TemplatesDir)
 	if err != nil {
-		st.Close()
-		return nil, fmt.Errorf("templates: %w", err)
+		return fmt.Errorf("templates: %w", err)
 	}
 	svc, err := identity.New(identity.Config{
 		ServerName: cfg.ServerName, PublicBaseURL: strings.TrimSuffix(cfg.PublicBaseURL, "/"),
@@ -119,31 +101,131 @@ func build(ctx context.Context, cfg Config, log *slog.Logger) (*app, error) {
 		NextLinkHosts: cfg.NextLinkHosts, MailEvery: cfg.Limits.MailEvery.Duration, MailBurst: cfg.Limits.MailBurst,
 		MaxLookupAddresses: cfg.Lookup.MaxAddresses, RegisterAllowedServers: cfg.Register.AllowedServers,
 		Terms: policies(cfg.Terms),
-	}, identity.Deps{Store: st, Key: key, Mail: sender, SMS: texts, Templates: tmpl, Logger: log, Federation: fed})
-	if err != nil {
-		st.Close()
-		return nil, err
-	}
-	e, err := handlers.NewHTTP(handlers.New(svc, log), handlers.HTTPOptions{
-		MaxBodyBytes: cfg.Limits.MaxBodyBytes, DisableV1: !cfg.API.V1, TrustForwardedFor: cfg.Federation.TrustForwardedFor,
+	}, identity.Deps{
+		Store: a.store, Key: key, Mail: a.metrics.Mail(sender), SMS: a.metrics.SMS(texts), Templates: tmpl,
+		Logger: log, Federation: fed,
 	})
 	if err != nil {
-		st.Close()
+		return err
+	}
+	a.identity, a.key, a.mail = svc, key, sender
+	a.metrics.WatchStore(a.store, log)
+	return nil
+}
+
+func newMailSender(cfg Config, log *slog.Logger) (mail.Sender, error) {
+	sender, err := mail.NewSender(mail.SMTPConfig{
+		Host: cfg.SMTP.Host, Port: cfg.SMTP.Port, TLS: cfg.SMTP.TLS,
+		Username: cfg.SMTP.Username, Password: cfg.SMTP.Password, From: cfg.SMTP.From,
+	}, log)
+	if err != nil {
+		return nil, fmt.Errorf("smtp: %w", err)
+	}
+	return sender, nil
+}
+
+// federationTLS is the TLS configuration for calls to homeservers: the
+// system's roots plus federation.ca_file, or no verification at all when
+// federation.insecure_skip_verify is set (loudly: it is for test setups).
+func federationTLS(fc FederationConfig, log *slog.Logger) (*tls.Config, error) {
+	if fc.CAFile == "" && !fc.InsecureSkipVerify {
+		return nil, nil
+	}
+	c := &tls.Config{MinVersion: tls.VersionTLS12}
+	if fc.CAFile != "" {
+		pem, err := os.ReadFile(fc.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("federation.ca_file: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("federation.ca_file: %s holds no PEM certificate", fc.CAFile)
+		}
+		c.RootCAs = pool
+	}
+	if fc.InsecureSkipVerify {
+		c.InsecureSkipVerify = true //nolint:gosec // opt-in, for test setups, warned about below
+		log.Warn("INSECURE: federation.insecure_skip_verify is set: Sigil accepts ANY certificate from homeservers, " +
+			"so anyone on the network path can impersonate them. Never use this outside a test setup.")
+	}
+	return c, nil
+}
+
+// build is openApp plus the HTTP stack and the configured pepper: what
+// serve runs.
+func build(ctx context.Context, cfg Config, log *slog.Logger) (*app, error) {
+	a, err := openApp(ctx, cfg, log)
+	if err != nil {
 		return nil, err
 	}
-	if cfg.Lookup.Pepper != "" {
-		if current, _ := st.Setting(ctx, identity.PepperKey); current != cfg.Lookup.Pepper {
-			n, err := svc.RotatePepper(ctx, cfg.Lookup.Pepper)
-			if err != nil {
-				st.Close()
-				return nil, fmt.Errorf("lookup pepper: %w", err)
-			}
-			log.Info("lookup pepper replaced from the configuration", "rehashed", n)
+	e, err := handlers.NewHTTP(handlers.New(a.identity, log), handlers.HTTPOptions{
+		MaxBodyBytes: cfg.Limits.MaxBodyBytes, DisableV1: !cfg.API.V1, TrustForwardedFor: cfg.Federation.TrustForwardedFor,
+		Observer: a.metrics, Docs: cfg.Docs.Enabled,
+	})
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
+	a.http = e
+	if err := applyConfiguredPepper(ctx, a, cfg.Lookup.Pepper, log); err != nil {
+		a.Close()
+		return nil, err
+	}
+	log.Info("sigil ready", "server_name", cfg.ServerName, "database", a.store.Dialect(),
+		"key", a.key.ID, "public_key", a.key.PublicBase64(), "mail", mailMode(cfg))
+	return a, nil
+}
+
+// configuredPepperKey records (as a hash) the lookup.pepper last applied
+// from the configuration, so that the two ways of setting the pepper
+// cannot silently undo each other: a configured pepper is applied once,
+// and if `sigil rotate-pepper` replaces it afterwards, starting again with
+// the same configured pepper is an error instead of a silent roll-back.
+const configuredPepperKey = "lookup.configured_pepper_sha256"
+
+func pepperDigest(p string) string {
+	sum := sha256.Sum256([]byte(p))
+	return hex.EncodeToString(sum[:])
+}
+
+// errPepperConflict is the start refused because the configured pepper
+// was replaced by rotate-pepper since it was applied.
+var errPepperConflict = errors.New("lookup.pepper is set in the configuration, but `sigil rotate-pepper` replaced " +
+	"that pepper since it was applied; remove lookup.pepper from the configuration (the rotated pepper stays) " +
+	"or set it to a new value")
+
+func applyConfiguredPepper(ctx context.Context, a *app, pepper string, log *slog.Logger) error {
+	if pepper == "" {
+		return nil
+	}
+	current, err := a.store.Setting(ctx, identity.PepperKey)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("lookup pepper: %w", err)
+	}
+	applied, err := a.store.Setting(ctx, configuredPepperKey)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("lookup pepper: %w", err)
+	}
+	switch {
+	case current == pepper:
+	case applied == pepperDigest(pepper):
+		return errPepperConflict
+	default:
+		n, err := a.identity.RotatePepper(ctx, pepper)
+		if err != nil {
+			return fmt.Errorf("lookup pepper: %w", err)
+		}
+		log.Info("lookup pepper replaced from the configuration", "rehashed", n)
+	}
+	if applied != pepperDigest(pepper) {
+		if err := a.store.SetSetting(ctx, configuredPepperKey, pepperDigest(pepper)); err != nil {
+			return fmt.Errorf("lookup pepper: %w", err)
 		}
 	}
-	log.Info("sigil ready", "server_name", cfg.ServerName, "database", st.Dialect(),
-		"key", key.ID, "public_key", key.PublicBase64(), "mail", mailMode(cfg))
-	return &app{store: st, http: e, identity: svc}, nil
+	return nil
 }
 
 func policies(in []PolicyConfig) []identity.Policy {
@@ -165,12 +247,22 @@ func mailMode(cfg Config) string {
 	return fmt.Sprintf("smtp %s:%d", cfg.SMTP.Host, cfg.SMTP.Port)
 }
 
+func cmdServe(c *cli, fs *flag.FlagSet) func(context.Context, []string) error {
+	return func(ctx context.Context, args []string) error {
+		if err := noArgs(args); err != nil {
+			return err
+		}
+		tuneGC(os.LookupEnv)
+		return serve(ctx, c.cfg, c.log)
+	}
+}
+
 func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	a, err := build(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	defer a.store.Close()
+	defer a.Close()
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
@@ -188,6 +280,13 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	go func() { errc <- hs.Serve(ln) }()
 	if cfg.DebugListen != "" {
 		stop, err := serveDebug(cfg.DebugListen, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	if cfg.MetricsListen != "" {
+		stop, err := serveMetrics(cfg.MetricsListen, a.metrics, log)
 		if err != nil {
 			return err
 		}
@@ -212,20 +311,42 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	return nil
 }
 
-// rotatePepper replaces the lookup pepper of the configured database. A
-// running server picks the new pepper up within seconds.
-func rotatePepper(ctx context.Context, cfg Config, log *slog.Logger, pepper string) error {
-	a, err := build(ctx, cfg, log)
+// serveMetrics serves /metrics on addr, apart from the API.
+func serveMetrics(addr string, m *metrics.Metrics, log *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("metrics listen: %w", err)
 	}
-	defer a.store.Close()
-	n, err := a.identity.RotatePepper(ctx, pepper)
-	if err != nil {
-		return err
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", m.Handler())
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = hs.Serve(ln) }()
+	log.Info("metrics listener", "addr", ln.Addr().String())
+	return func() { _ = hs.Close() }, nil
+}
+
+func cmdRotatePepper(c *cli, fs *flag.FlagSet) func(context.Context, []string) error {
+	return func(ctx context.Context, args []string) error {
+		if len(args) > 1 {
+			return usagef("at most one argument, the new pepper")
+		}
+		if c.cfg.Lookup.Pepper != "" {
+			// The configuration would otherwise undo the rotation, or
+			// refuse to start, at the next start.
+			return usagef("lookup.pepper is set in the configuration: change it there instead (or remove it, then rotate)")
+		}
+		a, err := openApp(ctx, c.cfg, c.log)
+		if err != nil {
+			return err
+		}
+		defer a.Close()
+		n, err := a.identity.RotatePepper(ctx, strings.Join(args, ""))
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(c.out, "lookup pepper rotated; %d bindings rehashed\n", n)
+		return nil
 	}
-	fmt.Printf("lookup pepper rotated; %d bindings rehashed\n", n)
-	return nil
 }
 
 // serveDebug serves net/http/pprof on addr, apart from the API so that

@@ -136,6 +136,15 @@ func (s *SMTPSender) Send(ctx context.Context, m Message) error {
 	return nil
 }
 
+// Check connects to the server, says hello (with STARTTLS and AUTH as
+// configured) and quits without sending anything: `sigil check`.
+func (s *SMTPSender) Check(ctx context.Context) error {
+	if err := s.deliver(ctx, "", nil); err != nil {
+		return fmt.Errorf("smtp %s: %w", s.addr, err)
+	}
+	return nil
+}
+
 func (s *SMTPSender) deliver(ctx context.Context, to string, msg []byte) error {
 	deadline := time.Now().Add(s.cfg.Timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
@@ -209,6 +218,9 @@ func (s *SMTPSender) session(ctx context.Context, conn net.Conn, to string, msg 
 		if err := c.Auth(sasl.NewPlainClient("", s.cfg.Username, s.cfg.Password)); err != nil {
 			return fmt.Errorf("auth: %w", err)
 		}
+	}
+	if msg == nil { // Check: hello (and AUTH) only
+		return c.Quit()
 	}
 	if err := c.SendMail(s.from.Address, []string{to}, bytes.NewReader(msg)); err != nil {
 		return err

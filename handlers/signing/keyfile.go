@@ -146,3 +146,7 @@ func writeKeyFileExclusive(path string, k Key) (bool, error) {
 	}
 	return true, nil
 }
+
+// LoadKeyFile reads an existing key file and refuses a malformed one; it
+// never creates a key (sigil check, import-sydent).
+func LoadKeyFile(path string) (Key, error) { return readKeyFile(path) }

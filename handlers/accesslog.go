@@ -1,0 +1,98 @@
+package handlers
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/sigil-matrix/sigil/spec/validate"
+)
+
+// Observer is told about every request once it is answered; the metrics
+// (cmd/sigil wires handlers/metrics) implement it.
+type Observer interface {
+	// Request reports one answered request: its operation id (or
+	// "unrouted"), status, Matrix errcode ("" on success) and duration.
+	Request(operation string, status int, errcode string, d time.Duration)
+}
+
+// requestIDHeader carries the request id: taken from a reverse proxy that
+// sets it (nginx: proxy_set_header X-Request-Id $request_id), else made
+// here, and always returned, so an operator can match a complaint to a line.
+const requestIDHeader = "X-Request-Id"
+
+// unrouted is the operation of requests no operation of the document
+// matched (404s, pre-flights): one label, so a scan cannot blow up the
+// metrics' cardinality.
+const unrouted = "unrouted"
+
+// accessLog writes one line per request and tells the observer. The line
+// holds the operation id and the route's template, never the URL: query
+// strings and paths carry tokens, client secrets and 3PID addresses.
+func (s *Server) accessLog(obs Observer, v *validate.Validator) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			start := time.Now()
+			id := requestID(c.Request().Header.Get(requestIDHeader))
+			c.Response().Header().Set(requestIDHeader, id)
+			c.Set(requestIDKey, id)
+			var errcode string
+			if err := next(c); err != nil {
+				errcode = s.toMatrix(err).Code
+				c.Error(err)
+			}
+			d := time.Since(start)
+			op, path := unrouted, ""
+			route := validate.RouteOf(c)
+			if route == nil { // refused before validation (authentication)
+				route = v.Route(c)
+			}
+			if route != nil {
+				op, path = route.Operation.OperationID, route.Path
+			}
+			status := c.Response().Status
+			if obs != nil {
+				obs.Request(op, status, errcode, d)
+			}
+			if s.log.Enabled(c.Request().Context(), slog.LevelInfo) {
+				s.log.LogAttrs(c.Request().Context(), slog.LevelInfo, "request",
+					slog.String("request_id", id), slog.String("op", op), slog.String("method", c.Request().Method),
+					slog.String("route", path), slog.Int("status", status), slog.String("errcode", errcode),
+					slog.Duration("duration", d))
+			}
+			return nil
+		}
+	}
+}
+
+const requestIDKey = "sigil.request_id"
+
+// requestID keeps a proxy's id when it is a plain token (so a forged
+// header cannot inject into the log) and otherwise makes one.
+func requestID(given string) string {
+	if n := len(given); n > 0 && n <= 64 && plainToken(given) {
+		return given
+	}
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func plainToken(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// requestIDOf is the id accessLog gave the request ("" outside it).
+func requestIDOf(c echo.Context) string {
+	id, _ := c.Get(requestIDKey).(string)
+	return id
+}
