@@ -70,8 +70,12 @@ func (s *Store) MarkInvitesDelivered(ctx context.Context, ids []uint, now time.T
 }
 
 // EphemeralKeyValid reports whether publicKey (compared exactly) is the
-// ephemeral public key of a stored invite, delivered or not.
+// ephemeral public key of a stored invite, delivered or not, or one
+// imported from the server Sigil replaced.
 func (s *Store) EphemeralKeyValid(ctx context.Context, publicKey string) (bool, error) {
+	if publicKey == "" { // imported invites have no key of their own
+		return false, nil
+	}
 	var ids []uint
 	err := s.db.WithContext(ctx).Model(&Invite{}).
 		Where("ephemeral_public_key = ?", publicKey).
@@ -79,5 +83,12 @@ func (s *Store) EphemeralKeyValid(ctx context.Context, publicKey string) (bool, 
 	if err != nil {
 		return false, wrap("ephemeral key valid", err)
 	}
-	return len(ids) > 0, nil
+	if len(ids) > 0 {
+		return true, nil
+	}
+	var n int64
+	if err := s.db.WithContext(ctx).Model(&ImportedEphemeralKey{}).Where("public_key = ?", publicKey).Count(&n).Error; err != nil {
+		return false, wrap("ephemeral key valid", err)
+	}
+	return n > 0, nil
 }

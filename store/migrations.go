@@ -151,6 +151,22 @@ func migrations() []*gormigrate.Migration {
 				return tx.Migrator().DropTable("onbind_deliveries")
 			},
 		},
+		{
+			// Ephemeral public keys of invites made before a move from
+			// Sydent, which stores them apart from its invites: homeservers
+			// still ask whether they are valid.
+			ID: "0006_imported_ephemeral_keys",
+			Migrate: func(tx *gorm.DB) error {
+				type ImportedEphemeralKey struct {
+					PublicKey string    `gorm:"primaryKey;size:255"`
+					CreatedAt time.Time `gorm:"not null"`
+				}
+				return tx.Migrator().CreateTable(&ImportedEphemeralKey{})
+			},
+			Rollback: func(tx *gorm.DB) error {
+				return tx.Migrator().DropTable("imported_ephemeral_keys")
+			},
+		},
 	}
 }
 
