@@ -197,7 +197,7 @@ func TestImportSydent(t *testing.T) {
 
 	// Lookups answer with the signatures Sydent made, which verify with
 	// the key Sigil now serves.
-	a, base := startServer(t, s, io_discard{})
+	a, base := startServer(t, s, ioDiscard{})
 	if a.key.PublicBase64() != syd.key.PublicBase64() {
 		t.Fatalf("Sigil signs with %s, Sydent's key is %s", a.key.PublicBase64(), syd.key.PublicBase64())
 	}
@@ -325,9 +325,9 @@ func TestWriteSydentFixture(t *testing.T) {
 	t.Logf("wrote %s and %s", syd.conf, syd.db)
 }
 
-type io_discard struct{}
+type ioDiscard struct{}
 
-func (io_discard) Write(p []byte) (int, error) { return len(p), nil }
+func (ioDiscard) Write(p []byte) (int, error) { return len(p), nil }
 
 func getJSON(t *testing.T, u string, v any) {
 	t.Helper()

@@ -20,7 +20,7 @@ import (
 
 // ImportedBinding is a binding as the old server stored it.
 type ImportedBinding struct {
-	Medium, Address, MXID string
+	Medium, Address, MXID   string
 	TS, NotBefore, NotAfter int64
 	// Signed is the association the old server published, if it kept it.
 	Signed []byte
