@@ -278,3 +278,19 @@ func federationClient(allowPrivate bool) *federation.Client {
 		AllowPrivate: allowPrivate, TLSConfig: &tls.Config{InsecureSkipVerify: true}, Timeout: 5 * time.Second,
 	})
 }
+
+// Sydent accepts an OpenID token with only the two fields the identity
+// server uses, and some callers send exactly that.
+func TestRegisterWithOnlyAccessTokenAndServerName(t *testing.T) {
+	hs := fedtest.Start(t)
+	env := apitest.New(t)
+	hs.AddOpenIDToken("oid_minimal", "minimal")
+	r := env.Post(v2+"/account/register", map[string]any{"access_token": "oid_minimal", "matrix_server_name": hs.Name})
+	if r.Status != 200 || r.String("token") == "" {
+		t.Fatalf("register with two fields: %d %s", r.Status, r.Body)
+	}
+	r = env.Post(v2+"/account/register", map[string]any{"access_token": "oid_minimal"})
+	if r.Status != 400 || r.Errcode() != "M_MISSING_PARAMS" || !strings.Contains(r.String("error"), "matrix_server_name") {
+		t.Errorf("without matrix_server_name: %d %s", r.Status, r.Body)
+	}
+}
