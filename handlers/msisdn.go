@@ -7,9 +7,6 @@ import (
 	"github.com/sigil-matrix/sigil/handlers/identity"
 )
 
-var phoneVerifiedPage = successPage("Phone number verified",
-	"Your phone number has been verified. You can close this page and return to your Matrix client.")
-
 // MsisdnRequestToken is POST /_matrix/identity/api/v1/validate/msisdn/requestToken.
 func (s *Server) MsisdnRequestToken(ctx context.Context, req gen.MsisdnRequestTokenRequestObject) (gen.MsisdnRequestTokenResponseObject, error) {
 	b := req.Body
@@ -54,7 +51,7 @@ func (s *Server) MsisdnSubmitTokenPostV2(ctx context.Context, req gen.MsisdnSubm
 // MsisdnSubmitTokenGet is GET /_matrix/identity/api/v1/validate/msisdn/submitToken.
 func (s *Server) MsisdnSubmitTokenGet(ctx context.Context, req gen.MsisdnSubmitTokenGetRequestObject) (gen.MsisdnSubmitTokenGetResponseObject, error) {
 	p := req.Params
-	loc, body, n, err := s.clickedLink(ctx, p.Sid, p.ClientSecret, p.Token, phoneVerifiedPage)
+	loc, body, n, err := s.clickedLink(ctx, p.Sid, p.ClientSecret, p.Token, s.pages.successPage("msisdn"))
 	switch {
 	case err != nil:
 		return nil, err
@@ -67,7 +64,7 @@ func (s *Server) MsisdnSubmitTokenGet(ctx context.Context, req gen.MsisdnSubmitT
 // MsisdnSubmitTokenGetV2 is GET /_matrix/identity/v2/validate/msisdn/submitToken.
 func (s *Server) MsisdnSubmitTokenGetV2(ctx context.Context, req gen.MsisdnSubmitTokenGetV2RequestObject) (gen.MsisdnSubmitTokenGetV2ResponseObject, error) {
 	p := req.Params
-	loc, body, n, err := s.clickedLink(ctx, p.Sid, p.ClientSecret, p.Token, phoneVerifiedPage)
+	loc, body, n, err := s.clickedLink(ctx, p.Sid, p.ClientSecret, p.Token, s.pages.successPage("msisdn"))
 	switch {
 	case err != nil:
 		return nil, err

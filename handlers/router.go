@@ -27,6 +27,8 @@ type HTTPOptions struct {
 	TrustForwardedFor bool
 	// Observer, if set, is told about every request (metrics).
 	Observer Observer
+	// Pages are the GET submitToken result pages (default: built-in).
+	Pages *Pages
 	// Docs serves the OpenAPI document and its interactive page
 	// (docs.go); off, both paths answer 404.
 	Docs bool
@@ -42,6 +44,10 @@ func NewHTTP(s *Server, opts HTTPOptions) (*echo.Echo, error) {
 	v, err := validate.New(doc, opts.MaxBodyBytes)
 	if err != nil {
 		return nil, err
+	}
+	s.pages = opts.Pages
+	if s.pages == nil {
+		s.pages = mustDefaultPages()
 	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
@@ -130,7 +136,11 @@ func (s *Server) handleError(err error, c echo.Context) {
 			"errcode", me.Code, "status", me.Status, "err", err)
 	}
 	if route := validate.RouteOf(c); route != nil && htmlOnly(route.Operation.Responses) {
-		body := renderPage("Something went wrong", me.Message, me.Code)
+		medium := "email"
+		if strings.Contains(route.Path, "/msisdn/") {
+			medium = "msisdn"
+		}
+		body := s.pages.errorPage(medium, me.Message, me.Code)
 		_ = c.HTMLBlob(me.Status, body)
 		return
 	}

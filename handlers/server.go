@@ -18,8 +18,9 @@ var _ gen.StrictServerInterface = (*Server)(nil)
 
 // Server implements gen.StrictServerInterface over the identity operations.
 type Server struct {
-	id  *identity.Service
-	log *slog.Logger
+	id    *identity.Service
+	log   *slog.Logger
+	pages *Pages
 }
 
 // New builds the adapter for svc; errors are logged to log.
@@ -27,7 +28,7 @@ func New(svc *identity.Service, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Server{id: svc, log: log}
+	return &Server{id: svc, log: log, pages: mustDefaultPages()}
 }
 
 type ctxKey int

@@ -68,14 +68,11 @@ func (s *Server) clickedLink(ctx context.Context, sid, clientSecret, token strin
 	return nil, bytes.NewReader(page), int64(len(page)), nil
 }
 
-var emailVerifiedPage = successPage("Email address verified",
-	"Your email address has been verified. You can close this page and return to your Matrix client.")
-
 // EmailSubmitTokenGet is the link in the email: a page for people, or a
 // redirect to the next_link stored with the session.
 func (s *Server) EmailSubmitTokenGet(ctx context.Context, req gen.EmailSubmitTokenGetRequestObject) (gen.EmailSubmitTokenGetResponseObject, error) {
 	p := req.Params
-	loc, body, n, err := s.clickedLink(ctx, p.Sid, p.ClientSecret, p.Token, emailVerifiedPage)
+	loc, body, n, err := s.clickedLink(ctx, p.Sid, p.ClientSecret, p.Token, s.pages.successPage("email"))
 	switch {
 	case err != nil:
 		return nil, err
@@ -88,7 +85,7 @@ func (s *Server) EmailSubmitTokenGet(ctx context.Context, req gen.EmailSubmitTok
 // EmailSubmitTokenGetV2 is the v2 link: no access token is needed to click it.
 func (s *Server) EmailSubmitTokenGetV2(ctx context.Context, req gen.EmailSubmitTokenGetV2RequestObject) (gen.EmailSubmitTokenGetV2ResponseObject, error) {
 	p := req.Params
-	loc, body, n, err := s.clickedLink(ctx, p.Sid, p.ClientSecret, p.Token, emailVerifiedPage)
+	loc, body, n, err := s.clickedLink(ctx, p.Sid, p.ClientSecret, p.Token, s.pages.successPage("email"))
 	switch {
 	case err != nil:
 		return nil, err

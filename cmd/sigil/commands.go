@@ -13,6 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/sigil-matrix/sigil/handlers"
 	"github.com/sigil-matrix/sigil/handlers/identity"
 	"github.com/sigil-matrix/sigil/handlers/mail"
 	"github.com/sigil-matrix/sigil/handlers/signing"
@@ -92,7 +93,10 @@ func cmdCheck(c *cli, fs *flag.FlagSet) func(context.Context, []string) error {
 		ok, err := checkKey(cfg.SigningKey)
 		report("signing_key", ok, err)
 		_, err = mail.LoadTemplates(cfg.TemplatesDir)
-		report("templates", "loaded", err)
+		if err == nil {
+			_, err = handlers.LoadPages(cfg.TemplatesDir)
+		}
+		report("templates", "mails and pages loaded", err)
 		_, err = federationTLS(cfg.Federation, c.log)
 		report("federation", "TLS settings usable", err)
 		ok, err = checkSMTP(dctx, cfg)

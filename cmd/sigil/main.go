@@ -157,13 +157,17 @@ func federationTLS(fc FederationConfig, log *slog.Logger) (*tls.Config, error) {
 // build is openApp plus the HTTP stack and the configured pepper: what
 // serve runs.
 func build(ctx context.Context, cfg Config, log *slog.Logger) (*app, error) {
+	pages, err := handlers.LoadPages(cfg.TemplatesDir)
+	if err != nil {
+		return nil, err
+	}
 	a, err := openApp(ctx, cfg, log)
 	if err != nil {
 		return nil, err
 	}
 	e, err := handlers.NewHTTP(handlers.New(a.identity, log), handlers.HTTPOptions{
 		MaxBodyBytes: cfg.Limits.MaxBodyBytes, DisableV1: !cfg.API.V1, TrustForwardedFor: cfg.Federation.TrustForwardedFor,
-		Observer: a.metrics, Docs: cfg.Docs.Enabled,
+		Observer: a.metrics, Docs: cfg.Docs.Enabled, Pages: pages,
 	})
 	if err != nil {
 		a.Close()
