@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -88,6 +89,12 @@ func (h *Homeserver) serveOn(ln net.Listener) {
 	s.Listener = ln
 	s.StartTLS()
 	h.srv = s
+}
+
+// CertificatePEM is the homeserver's certificate in PEM, as an operator
+// would put it in federation.ca_file.
+func (h *Homeserver) CertificatePEM() []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: h.cert.Raw})
 }
 
 // ClientTLS returns a TLS configuration trusting the homeserver's
