@@ -52,6 +52,8 @@ func (s *Server) accessLog(obs Observer, v *validate.Validator) echo.MiddlewareF
 			}
 			if route != nil {
 				op, path = route.Operation.OperationID, route.Path
+			} else if named, _ := c.Get(operationKey).(string); named != "" {
+				op, path = named, c.Path()
 			}
 			status := c.Response().Status
 			if obs != nil {
@@ -68,7 +70,12 @@ func (s *Server) accessLog(obs Observer, v *validate.Validator) echo.MiddlewareF
 	}
 }
 
-const requestIDKey = "sigil.request_id"
+const (
+	requestIDKey = "sigil.request_id"
+	// operationKey names the operation of a route outside the document
+	// (the docs), for the log and the metrics.
+	operationKey = "sigil.operation"
+)
 
 // requestID keeps a proxy's id when it is a plain token (so a forged
 // header cannot inject into the log) and otherwise makes one.

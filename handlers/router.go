@@ -65,6 +65,11 @@ func NewHTTP(s *Server, opts HTTPOptions) (*echo.Echo, error) {
 	}
 	e.Use(s.authenticate(v))
 	e.Use(v.Middleware())
+	if opts.Docs {
+		if err := registerDocs(e, doc); err != nil {
+			return nil, err
+		}
+	}
 	strict := gen.NewStrictHandler(s, []gen.StrictMiddlewareFunc{withRequestInfo})
 	gen.RegisterHandlers(e, strict)
 	return e, nil
