@@ -224,3 +224,36 @@ func grepLines(text, prefix string) string {
 }
 
 var _ = slog.Default
+
+// One logger for every package: the store's own lines come out in the
+// configured format and level, like the access log.
+func TestOneLoggerForEveryPackage(t *testing.T) {
+	for _, level := range []string{"info", "warn"} {
+		t.Run(level, func(t *testing.T) {
+			s := newSetup(t, "")
+			cfg, _ := LoadConfig(s.config, nil)
+			var log lockedBuffer
+			logger, _ := newLogger(level, "json", &log)
+			a, err := build(context.Background(), cfg, logger)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer a.Close()
+			if err := a.store.WaitIndex(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			ts := httptest.NewServer(a.http)
+			defer ts.Close()
+			do(t, "GET", ts.URL+v2, "")
+			text := log.String()
+			storeLine := strings.Contains(text, `"msg":"store: lookup index loaded"`)
+			accessLine := strings.Contains(text, `"msg":"request"`)
+			if level == "info" && (!storeLine || !accessLine) {
+				t.Errorf("at info, store line %v, access line %v:\n%s", storeLine, accessLine, text)
+			}
+			if level == "warn" && text != "" {
+				t.Errorf("at warn, lines were written:\n%s", text)
+			}
+		})
+	}
+}

@@ -107,7 +107,8 @@ func New(t testing.TB, options ...func(*Setup)) *Env {
 		s.DSN = filepath.Join(dir, "sigil.db")
 	}
 	ctx := context.Background()
-	st, err := store.Open(ctx, s.DSN)
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	st, err := store.Open(ctx, s.DSN, store.WithLogger(log))
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}
@@ -126,7 +127,6 @@ func New(t testing.TB, options ...func(*Setup)) *Env {
 		t.Fatalf("templates: %v", err)
 	}
 	clock := &Clock{}
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 
 	gateway := StartSMSGateway(t)
 	texts, err := sms.NewHTTPProvider(gateway.Config(), nil)
