@@ -1,8 +1,8 @@
 package handlers_test
 
 import (
-	"io"
 	"encoding/json"
+	"io"
 	"strings"
 	"testing"
 
