@@ -341,13 +341,20 @@ func (slogLogger) ParamsFilter(_ context.Context, sql string, _ ...any) (string,
 	return sql, nil
 }
 
+// ErrNoDatabaseYet is returned by Ping for a SQLite file that does not
+// exist yet (it is created at first start).
+var ErrNoDatabaseYet = errors.New("store: the SQLite file does not exist yet")
+
 // Ping connects to the database named by dsn without migrating it or
-// creating anything (sigil check): a SQLite file must already exist.
+// creating anything (sigil check). A SQLite file that does not exist is
+// ErrNoDatabaseYet when its directory could hold it.
 func Ping(ctx context.Context, dsn string) error {
 	if !isPostgresDSN(dsn) {
 		_, file, memory := sqliteDSN(strings.TrimPrefix(strings.TrimPrefix(dsn, "sqlite:"), "//"))
-		if _, err := os.Stat(file); !memory && err != nil {
-			return fmt.Errorf("store: %w (it is created at first start)", err)
+		if _, err := os.Stat(file); !memory && errors.Is(err, os.ErrNotExist) {
+			return ErrNoDatabaseYet
+		} else if !memory && err != nil {
+			return fmt.Errorf("store: %w", err)
 		}
 	}
 	s, err := open(ctx, dsn, slog.New(slog.DiscardHandler))

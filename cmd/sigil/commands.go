@@ -89,7 +89,12 @@ func cmdCheck(c *cli, fs *flag.FlagSet) func(context.Context, []string) error {
 		report("config", fmt.Sprintf("valid; server_name %s, public_base_url %s", cfg.ServerName, cfg.PublicBaseURL), nil)
 		dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 		defer cancel()
-		report("database", "reachable: "+redactDSN(cfg.Database), store.Ping(dctx, cfg.Database))
+		switch err := store.Ping(dctx, cfg.Database); {
+		case errors.Is(err, store.ErrNoDatabaseYet):
+			report("database", cfg.Database+" does not exist yet: it is created at first start", nil)
+		default:
+			report("database", "opened "+redactDSN(cfg.Database), err)
+		}
 		ok, err := checkKey(cfg.SigningKey)
 		report("signing_key", ok, err)
 		_, err = mail.LoadTemplates(cfg.TemplatesDir)

@@ -134,10 +134,17 @@ func TestVersion(t *testing.T) {
 
 func TestCheck(t *testing.T) {
 	s := newSetup(t, "")
-	// Before the first start: no database yet.
-	if code, out, _ := s.run("check"); code != exitFailure || !strings.Contains(out, "FAIL database") {
+	// Before the first start: no database or key yet, which is fine.
+	if code, out, _ := s.run("check"); code != exitOK || !strings.Contains(out, "created at first start") {
 		t.Errorf("check before first start: exit %d\n%s", code, out)
 	}
+	t.Run("database unreachable", func(t *testing.T) {
+		var out, errb bytes.Buffer
+		code := run([]string{"-config", s.config, "check"}, []string{"SIGIL_DATABASE=postgres://nobody@127.0.0.1:1/none"}, &out, &errb)
+		if code != exitFailure || !strings.Contains(out.String(), "FAIL database") {
+			t.Errorf("exit %d\n%s", code, out.String())
+		}
+	})
 	s.app().Close() // first start: creates the database and the key
 	out := s.mustRun("check")
 	for _, want := range []string{"ok   database", "ok   signing_key", "ed25519:0", "ok   smtp", "said hello", "configuration is valid"} {
