@@ -63,23 +63,45 @@ func (s *Store) ImportAssociations(ctx context.Context, as []Association) ([]Thr
 	return inserted, nil
 }
 
-// notStored keeps the associations of as whose 3PID has no row (and the
-// first of any repeated 3PID).
-func notStored(tx *gorm.DB, as []Association) ([]Association, error) {
+// StoredThreePIDs reports which of pairs have an association (in any
+// validity window), so an importer skips them before any other work.
+func (s *Store) StoredThreePIDs(ctx context.Context, pairs []ThreePID) (map[ThreePID]bool, error) {
+	have, err := stored(s.db.WithContext(ctx), pairs)
+	if err != nil {
+		return nil, wrap("stored 3pids", err)
+	}
+	return have, nil
+}
+
+func stored(tx *gorm.DB, pairs []ThreePID) (map[ThreePID]bool, error) {
 	have := map[ThreePID]bool{}
-	for _, chunk := range chunks(as, chunkSize) {
+	for _, chunk := range chunks(pairs, chunkSize) {
 		var rows []ThreePID
-		pairs := make([][]any, len(chunk))
-		for i, a := range chunk {
-			pairs[i] = []any{a.Medium, a.Address}
+		vals := make([][]any, len(chunk))
+		for i, p := range chunk {
+			vals[i] = []any{p.Medium, p.Address}
 		}
 		if err := tx.Model(&Association{}).Select("medium, address").
-			Where("(medium, address) IN ?", pairs).Find(&rows).Error; err != nil {
+			Where("(medium, address) IN ?", vals).Find(&rows).Error; err != nil {
 			return nil, err
 		}
 		for _, r := range rows {
 			have[r] = true
 		}
+	}
+	return have, nil
+}
+
+// notStored keeps the associations of as whose 3PID has no row (and the
+// first of any repeated 3PID).
+func notStored(tx *gorm.DB, as []Association) ([]Association, error) {
+	pairs := make([]ThreePID, len(as))
+	for i, a := range as {
+		pairs[i] = ThreePID{a.Medium, a.Address}
+	}
+	have, err := stored(tx, pairs)
+	if err != nil {
+		return nil, err
 	}
 	var out []Association
 	for _, a := range as {

@@ -42,11 +42,24 @@ func (s *Service) ImportBindings(ctx context.Context, in []ImportedBinding) (Imp
 	if err != nil {
 		return c, err
 	}
+	pairs := make([]store.ThreePID, len(in))
+	for i, b := range in {
+		pairs[i] = store.ThreePID{Medium: b.Medium, Address: canonicalAddress(b.Medium, b.Address)}
+	}
+	// What is there already needs no signature checked: a second run is
+	// quick.
+	have, err := s.store.StoredThreePIDs(ctx, pairs)
+	if err != nil {
+		return c, fmt.Errorf("import bindings: %w", err)
+	}
 	as := make([]store.Association, 0, len(in))
 	resigned := map[store.ThreePID]bool{}
-	for _, b := range in {
+	for i, b := range in {
+		if have[pairs[i]] {
+			continue
+		}
 		a := association{
-			Address: canonicalAddress(b.Medium, b.Address), Medium: b.Medium, MXID: b.MXID,
+			Address: pairs[i].Address, Medium: b.Medium, MXID: b.MXID,
 			NotBefore: b.NotBefore, NotAfter: b.NotAfter, TS: b.TS,
 		}
 		raw, ok := s.keepSignature(a, b.Signed)
