@@ -8,6 +8,11 @@ POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 run:
 	$(GO) run ./cmd/sigil
 
+## build: the sigil binary, with its version (git describe) for `sigil version`
+.PHONY: build
+build:
+	$(GO) build -ldflags "-X main.version=$$(git describe --tags --always --dirty 2>/dev/null || echo devel)" -o sigil ./cmd/sigil
+
 ## test: the test suite (SQLite, in-process SMTP, real keys)
 test:
 	$(GO) test ./...
