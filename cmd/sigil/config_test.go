@@ -2,6 +2,7 @@ package main
 
 import (
 	"reflect"
+	"regexp"
 	"strconv"
 
 	"gopkg.in/yaml.v3"
@@ -202,6 +203,23 @@ func TestExampleListsEverySetting(t *testing.T) {
 	for _, s := range Settings() {
 		if !present[s.Path] {
 			t.Errorf("sigil.example.yaml does not list %s (%s)", s.Path, s.Env)
+		}
+	}
+}
+
+// The variables the example names are settings' variables.
+func TestExampleNamesRealVariables(t *testing.T) {
+	data, err := os.ReadFile("sigil.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	known := map[string]bool{}
+	for _, s := range Settings() {
+		known[s.Env] = true
+	}
+	for _, name := range regexp.MustCompile(`SIGIL_[A-Z0-9_]*[A-Z0-9]`).FindAllString(string(data), -1) {
+		if !known[name] {
+			t.Errorf("sigil.example.yaml names %s, which is no setting's variable", name)
 		}
 	}
 }
