@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"os"
 	"reflect"
+	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -215,9 +217,47 @@ func decodeYAML(data []byte, cfg *Config) error {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-		return err
+		return namePaths(err, &root)
 	}
 	return nil
+}
+
+var lineRE = regexp.MustCompile(`line (\d+): `)
+
+// namePaths adds the setting's path to yaml's "line N: cannot unmarshal"
+// messages, which otherwise name Go types only.
+func namePaths(err error, root *yaml.Node) error {
+	paths := map[int]string{}
+	var walk func(n *yaml.Node, path string)
+	walk = func(n *yaml.Node, path string) {
+		switch n.Kind {
+		case yaml.DocumentNode:
+			for _, c := range n.Content {
+				walk(c, path)
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				p := join(path, n.Content[i].Value)
+				paths[n.Content[i+1].Line] = p
+				walk(n.Content[i+1], p)
+			}
+		case yaml.SequenceNode:
+			for i, c := range n.Content {
+				p := fmt.Sprintf("%s[%d]", path, i)
+				paths[c.Line] = p
+				walk(c, p)
+			}
+		}
+	}
+	walk(root, "")
+	msg := lineRE.ReplaceAllStringFunc(err.Error(), func(m string) string {
+		line, _ := strconv.Atoi(lineRE.FindStringSubmatch(m)[1])
+		if p, ok := paths[line]; ok {
+			return fmt.Sprintf("%s (line %d): ", p, line)
+		}
+		return m
+	})
+	return errors.New(msg)
 }
 
 // unknownKeys lists the keys under n that t has no field for, as paths.

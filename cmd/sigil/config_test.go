@@ -74,6 +74,7 @@ func TestBadConfigIsExplained(t *testing.T) {
 		{"bad server port", "server_name: host:99999\n", nil, "server_name must be a Matrix server name"},
 		{"bad log format", "log_format: xml\n", nil, "log_format"},
 		{"bad duration", "sessions:\n  token_lifetime: tomorrow\n", nil, "not a duration"},
+		{"wrong type names the setting", "smtp:\n  host: m\n  port: many\n", nil, "smtp.port (line 3): cannot unmarshal"},
 		{"bad base url", "public_base_url: ftp://x\n", nil, "public_base_url"},
 		{"bad listen", "listen: 8090\n", nil, "listen"},
 		{"bad tls", "smtp:\n  host: m\n  tls: maybe\n", nil, "smtp.tls"},
