@@ -257,3 +257,55 @@ func TestOneLoggerForEveryPackage(t *testing.T) {
 		})
 	}
 }
+
+// serve end to end: the API and the metrics on listeners of their own,
+// and a clean stop when the context ends.
+func TestServeWithMetricsListener(t *testing.T) {
+	s := newSetup(t, "listen: 127.0.0.1:0\nmetrics_listen: 127.0.0.1:0\n")
+	cfg, err := LoadConfig(s.config, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log lockedBuffer
+	logger, _ := newLogger("info", "text", &log)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, cfg, logger) }()
+	addrOf := func(msg string) string {
+		re := regexp.MustCompile(`msg="?` + msg + `"? addr=(\S+)`)
+		for i := 0; i < 200; i++ {
+			if m := re.FindStringSubmatch(log.String()); m != nil {
+				return m[1]
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		t.Fatalf("no %q line:\n%s", msg, log.String())
+		return ""
+	}
+	api, metricsAddr := addrOf("listening"), addrOf("metrics listener")
+	if api == metricsAddr {
+		t.Fatal("metrics share the API's listener")
+	}
+	do(t, "GET", "http://"+api+v2, "")
+	if r := do(t, "GET", "http://"+api+"/metrics", ""); r.StatusCode != 404 {
+		t.Errorf("/metrics on the API listener: %d", r.StatusCode)
+	}
+	resp, err := http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `sigil_http_requests_total{operation="GetPingV2",status="200"} 1`) {
+		t.Errorf("scrape:\n%s", grepLines(string(body), "sigil_http_requests_total"))
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("serve did not stop")
+	}
+}
