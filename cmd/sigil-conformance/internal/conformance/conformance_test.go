@@ -1,0 +1,249 @@
+package conformance
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/getkin/kin-openapi/openapi3"
+
+	"github.com/sigil-matrix/sigil/gen"
+	"github.com/sigil-matrix/sigil/handlers/apitest"
+	"github.com/sigil-matrix/sigil/handlers/identity"
+	"github.com/sigil-matrix/sigil/handlers/mail/mailtest"
+)
+
+// The runner's tests run it against a real Sigil stack (handlers/apitest:
+// the whole HTTP stack, SQLite, an in-process SMTP server), then against
+// proxies in front of that stack that break one kind of answer, and check
+// that the runner notices.
+
+// mailtestBox reads the test SMTP server apitest mails to.
+type mailtestBox struct{ s *mailtest.Server }
+
+func (b mailtestBox) Messages() []Mail {
+	var out []Mail
+	for _, m := range b.s.Messages() {
+		out = append(out, Mail{To: m.To, Subject: m.Subject, Text: m.Text + "\n" + m.HTML})
+	}
+	return out
+}
+
+// sigil starts a Sigil stack with one policy to accept.
+func sigil(t *testing.T) *apitest.Env {
+	return apitest.New(t, func(s *apitest.Setup) {
+		s.Config.Terms = []identity.Policy{{ID: "privacy", Version: "1.0", Languages: map[string]identity.PolicyDoc{
+			"en": {Name: "Privacy", URL: "https://id.sigil.test/privacy-1.0.html"}}}}
+	})
+}
+
+func run(t *testing.T, env *apitest.Env, baseURL string, only ...string) []Result {
+	t.Helper()
+	hs, err := StartHomeserver("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hs.Close() })
+	cfg := Config{BaseURL: baseURL, Mailbox: mailtestBox{env.Mail}, Homeserver: hs, MailTimeout: 10 * time.Second, Quiet: 300 * time.Millisecond}
+	for _, o := range only {
+		cfg.Only = append(cfg.Only, regexp.MustCompile(o))
+	}
+	results, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return results
+}
+
+func TestSigilPasses(t *testing.T) {
+	env := sigil(t)
+	results := run(t, env, env.URL)
+	var table bytes.Buffer
+	if err := WriteTable(&table, results); err != nil {
+		t.Fatal(err)
+	}
+	s := Summarize(results)
+	if s.Fail > 0 || s.Pass < 200 {
+		t.Errorf("against Sigil: %v\n%s", s, table.String())
+	}
+	// Every operation of the document was exercised, with at least one pass.
+	passed := map[string]bool{}
+	for _, r := range results {
+		if r.Status == Pass {
+			passed[r.Op] = true
+		}
+	}
+	rr := &Runner{}
+	rr.doc, _ = docForTest()
+	for _, o := range rr.operations() {
+		if !passed[o.id] {
+			t.Errorf("no passing case for %s", o.id)
+		}
+	}
+	t.Logf("\n%s", table.String())
+}
+
+// breaking is a reverse proxy to env that lets corrupt rewrite answers.
+func breaking(t *testing.T, env *apitest.Env, corrupt func(req *http.Request, status int, body map[string]any) (int, map[string]any)) string {
+	target, _ := url.Parse(env.URL)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.ModifyResponse = func(resp *http.Response) error {
+		raw, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return err
+		}
+		var body map[string]any
+		if json.Unmarshal(raw, &body) == nil {
+			status, nb := corrupt(resp.Request, resp.StatusCode, body)
+			if nb != nil {
+				raw, _ = json.Marshal(nb)
+			}
+			resp.StatusCode = status
+		}
+		resp.Body = io.NopCloser(bytes.NewReader(raw))
+		resp.ContentLength = int64(len(raw))
+		resp.Header.Set("Content-Length", strconv.Itoa(len(raw)))
+		return nil
+	}
+	srv := httptest.NewServer(proxy)
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// failed returns the failed results whose op/case matches pattern.
+func failed(results []Result, pattern string) []Result {
+	re := regexp.MustCompile(pattern)
+	var out []Result
+	for _, r := range results {
+		if r.Status == Fail && re.MatchString(r.Op+"/"+r.Case) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func TestCatchesBrokenServers(t *testing.T) {
+	env := sigil(t)
+	tests := []struct {
+		name    string
+		only    []string
+		corrupt func(req *http.Request, status int, body map[string]any) (int, map[string]any)
+		// want: the cases that must fail (pattern) and a word of their reason.
+		want, reason string
+	}{
+		{
+			name: "wrong shape: hash_details without algorithms",
+			only: []string{`^getHashDetails/a pepper`},
+			corrupt: func(req *http.Request, status int, body map[string]any) (int, map[string]any) {
+				if strings.HasSuffix(req.URL.Path, "/hash_details") {
+					delete(body, "algorithms")
+				}
+				return status, body
+			},
+			want: `^getHashDetails/a pepper`, reason: "does not conform to the document",
+		},
+		{
+			name: "wrong shape: versions as a string",
+			only: []string{`^getVersions/`},
+			corrupt: func(req *http.Request, status int, body map[string]any) (int, map[string]any) {
+				if strings.HasSuffix(req.URL.Path, "/versions") {
+					body["versions"] = "v1.1"
+				}
+				return status, body
+			},
+			want: `^getVersions/`, reason: "does not conform",
+		},
+		{
+			name: "wrong status: 200 for a missing parameter",
+			only: []string{`^lookupV1/missing query parameter`},
+			corrupt: func(req *http.Request, status int, body map[string]any) (int, map[string]any) {
+				if strings.HasSuffix(req.URL.Path, "/api/v1/lookup") && status == 400 {
+					return 200, map[string]any{}
+				}
+				return status, body
+			},
+			want: `^lookupV1/missing query parameter (medium|address)`, reason: "want [400]",
+		},
+		{
+			name: "wrong status: 500 for an unknown key",
+			only: []string{`^getPubKeyV2/unknown key`},
+			corrupt: func(req *http.Request, status int, body map[string]any) (int, map[string]any) {
+				if status == 404 {
+					return 500, body
+				}
+				return status, body
+			},
+			want: `^getPubKeyV2/unknown key`, reason: "500",
+		},
+		{
+			name: "bad signature on the bound association",
+			only: []string{`^bindV2/binds`},
+			corrupt: func(req *http.Request, status int, body map[string]any) (int, map[string]any) {
+				if strings.HasSuffix(req.URL.Path, "/3pid/bind") && status == 200 {
+					body["mxid"] = "@mallory:example.org" // the signature no longer matches
+				}
+				return status, body
+			},
+			want: `^bindV2/binds`, reason: "signature does not verify",
+		},
+		{
+			name: "bad signature from sign-ed25519",
+			only: []string{`^blindlySignStuff/signs`},
+			corrupt: func(req *http.Request, status int, body map[string]any) (int, map[string]any) {
+				if strings.HasSuffix(req.URL.Path, "/sign-ed25519") && status == 200 {
+					for _, e := range body["signatures"].(map[string]any) {
+						for id := range e.(map[string]any) {
+							e.(map[string]any)[id] = "AAAA" + strings.Repeat("B", 82)
+						}
+					}
+				}
+				return status, body
+			},
+			want: `^blindlySignStuff/signs`, reason: "does not verify",
+		},
+		{
+			name: "missing errcode",
+			only: []string{`^emailRequestTokenV2/missing email`, `^bulkLookup/body that is not JSON`},
+			corrupt: func(req *http.Request, status int, body map[string]any) (int, map[string]any) {
+				delete(body, "errcode")
+				return status, body
+			},
+			want: `^(emailRequestTokenV2/missing email|bulkLookup/body that is not JSON)`, reason: "errcode",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			results := run(t, env, breaking(t, env, tc.corrupt), tc.only...)
+			got := failed(results, tc.want)
+			if len(got) == 0 {
+				var table bytes.Buffer
+				_ = WriteTable(&table, results)
+				t.Fatalf("no failure matching %s:\n%s", tc.want, table.String())
+			}
+			for _, r := range got {
+				if !strings.Contains(r.Reason, tc.reason) {
+					t.Errorf("%s/%s failed for %q, want a reason with %q", r.Op, r.Case, r.Reason, tc.reason)
+				}
+			}
+			// Nothing that was not broken fails.
+			for _, r := range results {
+				if r.Status == Fail && !regexp.MustCompile(tc.want).MatchString(r.Op+"/"+r.Case) {
+					t.Errorf("unexpected failure %s/%s: %s", r.Op, r.Case, r.Reason)
+				}
+			}
+		})
+	}
+}
+
+func docForTest() (*openapi3.T, error) { return gen.GetSwagger() }
