@@ -94,6 +94,9 @@ type FederationConfig struct {
 	// TrustForwardedFor takes the client IP from X-Forwarded-For (behind a
 	// reverse proxy you control).
 	TrustForwardedFor bool `yaml:"trust_forwarded_for"`
+	// CAFile, if set, is a PEM file of the CA certificates trusted for
+	// homeservers instead of the system's (a private federation, tests).
+	CAFile string `yaml:"ca_file"`
 }
 
 type RegisterConfig struct {
@@ -203,6 +206,7 @@ var envVars = []struct {
 		c.Federation.AllowPrivateAddresses, err = strconv.ParseBool(v)
 		return err
 	}},
+	{"SIGIL_FEDERATION_CA_FILE", func(c *Config, v string) error { c.Federation.CAFile = v; return nil }},
 	{"SIGIL_API_V1", func(c *Config, v string) (err error) { c.API.V1, err = strconv.ParseBool(v); return err }},
 }
 

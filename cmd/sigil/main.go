@@ -7,6 +7,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -88,8 +90,14 @@ func build(ctx context.Context, cfg Config, log *slog.Logger) (*app, error) {
 		st.Close()
 		return nil, fmt.Errorf("signing key: %w", err)
 	}
+	fedTLS, err := federationTLS(cfg.Federation.CAFile)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
 	fed := federation.NewClient(federation.ClientOptions{
 		AllowPrivate: cfg.Federation.AllowPrivateAddresses, Timeout: cfg.Federation.Timeout.Duration, UserAgent: "Sigil",
+		TLSConfig: fedTLS,
 	})
 	texts, err := sms.NewSender(sms.HTTPConfig{
 		URL: cfg.SMS.URL, Method: cfg.SMS.Method, Username: cfg.SMS.Username, Password: cfg.SMS.Password,
@@ -144,6 +152,23 @@ func build(ctx context.Context, cfg Config, log *slog.Logger) (*app, error) {
 	log.Info("sigil ready", "server_name", cfg.ServerName, "database", st.Dialect(),
 		"key", key.ID, "public_key", key.PublicBase64(), "mail", mailMode(cfg))
 	return &app{store: st, http: e, identity: svc}, nil
+}
+
+// federationTLS trusts the CAs of federation.ca_file instead of the
+// system's; nil (the system's) when it is not set.
+func federationTLS(caFile string) (*tls.Config, error) {
+	if caFile == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("federation.ca_file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("federation.ca_file: no PEM certificate in %s", caFile)
+	}
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
 }
 
 func policies(in []PolicyConfig) []identity.Policy {
