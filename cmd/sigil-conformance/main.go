@@ -72,7 +72,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.caFile, "ca-file", "", "where to write the fake homeserver's CA certificate (default: a file in a new temporary directory)")
 	fs.StringVar(&o.serverName, "server-name", "", "the name the server under test signs as (default: learnt from its first signature)")
 	fs.StringVar(&o.execCmd, "exec", "", "start the server under test with this shell command once the sink, homeserver and CA file are ready; "+
-		"it gets CONFORMANCE_SMTP_HOST, CONFORMANCE_SMTP_PORT, CONFORMANCE_CA_FILE, CONFORMANCE_HOMESERVER and CONFORMANCE_BASE_URL, and is stopped with SIGTERM at the end")
+		"it gets CONFORMANCE_SMTP_HOST, CONFORMANCE_SMTP_PORT, CONFORMANCE_CA_FILE, CONFORMANCE_HOMESERVER and CONFORMANCE_BASE_URL, and is stopped with SIGTERM at the end; "+
+		"with -exec, a base URL with port 0 (http://127.0.0.1:0) gets a free port")
 	fs.StringVar(&o.serverLog, "server-log", "", "file for the -exec command's output (default: next to the CA file)")
 	fs.DurationVar(&o.wait, "wait", 60*time.Second, "how long to wait for the server under test to answer before the run")
 	fs.DurationVar(&o.mailTimeout, "mail-timeout", 15*time.Second, "how long to wait for a mail or an onbind callback")
@@ -104,6 +105,17 @@ func conform(ctx context.Context, o options, stdout, stderr io.Writer) (int, err
 	u, err := url.Parse(o.baseURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return 2, fmt.Errorf("base URL %q is not an absolute http(s) URL", o.baseURL)
+	}
+	if u.Port() == "0" {
+		// Port 0 with -exec: the runner picks a free loopback port for the
+		// server it starts (CONFORMANCE_BASE_URL tells the command which).
+		if o.execCmd == "" || loopbackOnly(u.Host) != nil {
+			return 2, fmt.Errorf("base URL %q: port 0 needs -exec and a loopback IP", o.baseURL)
+		}
+		if u.Host, err = freePort(u.Hostname()); err != nil {
+			return 2, err
+		}
+		o.baseURL = u.String()
 	}
 	tokenRE, err := regexp.Compile(o.tokenPattern)
 	if err != nil {
@@ -187,6 +199,16 @@ func loopbackOnly(addr string) error {
 		return fmt.Errorf("listen address %q: only loopback IP addresses (127.0.0.0/8, ::1) are allowed", addr)
 	}
 	return nil
+}
+
+// freePort returns host:port with a port free at the time of the call.
+func freePort(host string) (string, error) {
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return "", fmt.Errorf("pick a port: %w", err)
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
 }
 
 func printSetup(w io.Writer, o options, sink *conformance.SMTPSink, hs *conformance.Homeserver) {
