@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"encoding/xml"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
+	"net/smtp"
 	"net/url"
 	"regexp"
 	"strconv"
@@ -94,7 +96,7 @@ func TestSigilPasses(t *testing.T) {
 }
 
 // breaking is a reverse proxy to env that lets corrupt rewrite answers.
-func breaking(t *testing.T, env *apitest.Env, corrupt func(req *http.Request, status int, body map[string]any) (int, map[string]any)) string {
+func breaking(t *testing.T, env *apitest.Env, corrupt func(req *http.Request, status int, body map[string]any, h http.Header) (int, map[string]any)) string {
 	target, _ := url.Parse(env.URL)
 	proxy := httputil.NewSingleHostReverseProxy(target)
 	proxy.ModifyResponse = func(resp *http.Response) error {
@@ -105,7 +107,7 @@ func breaking(t *testing.T, env *apitest.Env, corrupt func(req *http.Request, st
 		}
 		var body map[string]any
 		if json.Unmarshal(raw, &body) == nil {
-			status, nb := corrupt(resp.Request, resp.StatusCode, body)
+			status, nb := corrupt(resp.Request, resp.StatusCode, body, resp.Header)
 			if nb != nil {
 				raw, _ = json.Marshal(nb)
 			}
@@ -138,14 +140,14 @@ func TestCatchesBrokenServers(t *testing.T) {
 	tests := []struct {
 		name    string
 		only    []string
-		corrupt func(req *http.Request, status int, body map[string]any) (int, map[string]any)
+		corrupt func(req *http.Request, status int, body map[string]any, h http.Header) (int, map[string]any)
 		// want: the cases that must fail (pattern) and a word of their reason.
 		want, reason string
 	}{
 		{
 			name: "wrong shape: hash_details without algorithms",
 			only: []string{`^getHashDetails/a pepper`},
-			corrupt: func(req *http.Request, status int, body map[string]any) (int, map[string]any) {
+			corrupt: func(req *http.Request, status int, body map[string]any, h http.Header) (int, map[string]any) {
 				if strings.HasSuffix(req.URL.Path, "/hash_details") {
 					delete(body, "algorithms")
 				}
@@ -156,7 +158,7 @@ func TestCatchesBrokenServers(t *testing.T) {
 		{
 			name: "wrong shape: versions as a string",
 			only: []string{`^getVersions/`},
-			corrupt: func(req *http.Request, status int, body map[string]any) (int, map[string]any) {
+			corrupt: func(req *http.Request, status int, body map[string]any, h http.Header) (int, map[string]any) {
 				if strings.HasSuffix(req.URL.Path, "/versions") {
 					body["versions"] = "v1.1"
 				}
@@ -167,7 +169,7 @@ func TestCatchesBrokenServers(t *testing.T) {
 		{
 			name: "wrong status: 200 for a missing parameter",
 			only: []string{`^lookupV1/missing query parameter`},
-			corrupt: func(req *http.Request, status int, body map[string]any) (int, map[string]any) {
+			corrupt: func(req *http.Request, status int, body map[string]any, h http.Header) (int, map[string]any) {
 				if strings.HasSuffix(req.URL.Path, "/api/v1/lookup") && status == 400 {
 					return 200, map[string]any{}
 				}
@@ -178,7 +180,7 @@ func TestCatchesBrokenServers(t *testing.T) {
 		{
 			name: "wrong status: 500 for an unknown key",
 			only: []string{`^getPubKeyV2/unknown key`},
-			corrupt: func(req *http.Request, status int, body map[string]any) (int, map[string]any) {
+			corrupt: func(req *http.Request, status int, body map[string]any, h http.Header) (int, map[string]any) {
 				if status == 404 {
 					return 500, body
 				}
@@ -189,9 +191,15 @@ func TestCatchesBrokenServers(t *testing.T) {
 		{
 			name: "bad signature on the bound association",
 			only: []string{`^bindV2/binds`},
-			corrupt: func(req *http.Request, status int, body map[string]any) (int, map[string]any) {
+			corrupt: func(req *http.Request, status int, body map[string]any, h http.Header) (int, map[string]any) {
 				if strings.HasSuffix(req.URL.Path, "/3pid/bind") && status == 200 {
-					body["mxid"] = "@mallory:example.org" // the signature no longer matches
+					for _, e := range body["signatures"].(map[string]any) {
+						for id, sig := range e.(map[string]any) {
+							b := []byte(sig.(string)) // another valid signature's worth of base64
+							b[0] = map[bool]byte{true: 'B', false: 'A'}[b[0] == 'A']
+							e.(map[string]any)[id] = string(b)
+						}
+					}
 				}
 				return status, body
 			},
@@ -200,7 +208,7 @@ func TestCatchesBrokenServers(t *testing.T) {
 		{
 			name: "bad signature from sign-ed25519",
 			only: []string{`^blindlySignStuff/signs`},
-			corrupt: func(req *http.Request, status int, body map[string]any) (int, map[string]any) {
+			corrupt: func(req *http.Request, status int, body map[string]any, h http.Header) (int, map[string]any) {
 				if strings.HasSuffix(req.URL.Path, "/sign-ed25519") && status == 200 {
 					for _, e := range body["signatures"].(map[string]any) {
 						for id := range e.(map[string]any) {
@@ -213,9 +221,20 @@ func TestCatchesBrokenServers(t *testing.T) {
 			want: `^blindlySignStuff/signs`, reason: "does not verify",
 		},
 		{
+			name: "wrong content type on a success",
+			only: []string{`^getPingV2/answers`},
+			corrupt: func(req *http.Request, status int, body map[string]any, h http.Header) (int, map[string]any) {
+				if req.URL.Path == "/_matrix/identity/v2" && req.Method == "GET" {
+					h.Set("Content-Type", "text/plain")
+				}
+				return status, body
+			},
+			want: `^getPingV2/answers`, reason: "does not conform",
+		},
+		{
 			name: "missing errcode",
 			only: []string{`^emailRequestTokenV2/missing email`, `^bulkLookup/body that is not JSON`},
-			corrupt: func(req *http.Request, status int, body map[string]any) (int, map[string]any) {
+			corrupt: func(req *http.Request, status int, body map[string]any, h http.Header) (int, map[string]any) {
 				delete(body, "errcode")
 				return status, body
 			},
@@ -247,3 +266,102 @@ func TestCatchesBrokenServers(t *testing.T) {
 }
 
 func docForTest() (*openapi3.T, error) { return gen.GetSwagger() }
+
+// A version the server does not list is skipped, with the reason.
+func TestSkipsUnlistedVersions(t *testing.T) {
+	env := sigil(t)
+	url := breaking(t, env, func(req *http.Request, status int, body map[string]any, _ http.Header) (int, map[string]any) {
+		if strings.HasSuffix(req.URL.Path, "/versions") {
+			body["versions"] = []string{"v1.1", "v1.18"} // no r0.x: no v1 API
+		}
+		return status, body
+	})
+	results := run(t, env, url, `^getPing`, `^lookupV1/`)
+	got := map[string]Result{}
+	for _, r := range results {
+		got[r.Op+"/"+r.Case] = r
+	}
+	for _, key := range []string{"getPingV1/all cases", "lookupV1/all cases"} {
+		if r := got[key]; r.Status != Skip || !strings.Contains(r.Reason, "lists no version of the v1 API") {
+			t.Errorf("%s: %+v, want a skip naming the versions", key, r)
+		}
+	}
+	if r := got["getPingV2/answers {}"]; r.Status != Pass {
+		t.Errorf("v2 ping: %+v", r)
+	}
+	if len(failed(results, ".")) > 0 {
+		t.Errorf("failures: %+v", failed(results, "."))
+	}
+}
+
+// -only picks cases (the steps they need still run, unreported); -skip
+// drops them.
+func TestOnlyAndSkip(t *testing.T) {
+	env := sigil(t)
+	results := run(t, env, env.URL, `^bindV2/binds`)
+	if len(results) != 1 || results[0].Op != "bindV2" || results[0].Status != Pass {
+		t.Fatalf("-only ^bindV2/binds: %+v", results)
+	}
+	r := &Runner{cfg: Config{Only: []*regexp.Regexp{regexp.MustCompile(`^lookup`)}, Skip: []*regexp.Regexp{regexp.MustCompile(`pepper`)}}}
+	for key, want := range map[string]bool{"lookupV2/sha256": true, "lookupV2/wrong pepper": false, "bindV2/binds": false} {
+		op, name, _ := strings.Cut(key, "/")
+		if got := r.selected(op, name); got != want {
+			t.Errorf("selected(%s) = %v, want %v", key, got, want)
+		}
+	}
+}
+
+func TestReports(t *testing.T) {
+	results := []Result{
+		{Op: "getPingV2", Case: "answers {}", Status: Pass, Elapsed: time.Millisecond},
+		{Op: "bindV2", Case: "binds", Status: Fail, Reason: "signature <does not> verify"},
+		{Op: "msisdnSubmitTokenPost", Case: "token", Status: Skip, Reason: "no SMS sink"},
+	}
+	var table, junit bytes.Buffer
+	if err := WriteTable(&table, results); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"OPERATION", "bindV2", "FAIL", "signature <does not> verify", "3 cases: 1 passed, 1 failed, 1 skipped"} {
+		if !strings.Contains(table.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, table.String())
+		}
+	}
+	if err := WriteJUnit(&junit, "suite", results); err != nil {
+		t.Fatal(err)
+	}
+	var parsed junitSuites
+	if err := xml.Unmarshal(junit.Bytes(), &parsed); err != nil {
+		t.Fatalf("JUnit XML does not parse: %v\n%s", err, junit.String())
+	}
+	s := parsed.Suites[0]
+	if s.Tests != 3 || s.Failures != 1 || s.Skipped != 1 || s.Cases[1].Failure == nil || s.Cases[1].Failure.Text != "signature <does not> verify" || s.Cases[2].Skipped == nil {
+		t.Errorf("JUnit %+v", s)
+	}
+}
+
+// The SMTP sink takes mail as an SMTP client sends it (multipart, quoted-
+// printable, AUTH) and the default pattern finds the token in it.
+func TestSMTPSinkFindsToken(t *testing.T) {
+	sink, err := StartSMTPSink("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	msg := "From: is@example.org\r\nTo: alice@example.org\r\nSubject: =?utf-8?q?V=C3=A9rify?=\r\n" +
+		"MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=b\r\n\r\n" +
+		"--b\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n" +
+		"Open https://id.example.org/_matrix/identity/api/v1/validate/email/submitToken?token=3Dabc=\r\n123&sid=3D1\r\n" +
+		"--b\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<a href=\"x?token=abc123&amp;sid=1\">link</a>\r\n--b--\r\n"
+	auth := smtp.PlainAuth("", "user", "pass", sink.Host)
+	if err := smtp.SendMail(sink.Addr(), auth, "is@example.org", []string{"alice@example.org"}, []byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	got := sink.Messages()
+	if len(got) != 1 || got[0].To[0] != "alice@example.org" || got[0].Subject != "Vérify" {
+		t.Fatalf("messages %+v", got)
+	}
+	m := regexp.MustCompile(DefaultTokenPattern).FindStringSubmatch(got[0].Text)
+	if m == nil || m[1] != "abc123" {
+		t.Errorf("token %v in %q", m, got[0].Text)
+	}
+}
