@@ -63,6 +63,7 @@ func (r *Runner) all(ctx context.Context) {
 		r.versionFlows(ctx, a, tok, acct)
 	}
 	r.negatives(ctx, acct.token)
+	r.corsEverywhere()
 	r.coverage()
 }
 
@@ -78,6 +79,7 @@ func (r *Runner) versions(ctx context.Context) {
 		}
 		for _, v := range vs {
 			s, _ := v.(string)
+			r.listed = append(r.listed, s)
 			switch {
 			case strings.HasPrefix(s, "r0."):
 				r.v1 = true
@@ -142,8 +144,13 @@ func (r *Runner) routing(ctx context.Context) {
 			method = "DELETE"
 		}
 		r.Case(ctx, o.id, "wrong method "+method+": 405 M_UNRECOGNIZED", func(t *T) {
-			t.ExpectError(t.Do(Req{Method: method, Path: path, NoCheck: true}), []int{405, 404}, "M_UNRECOGNIZED")
+			statuses := []int{405, 404}
+			if r.listsAtLeast(6) {
+				statuses = []int{405} // v1.6 (MSC3743): 405 for a known endpoint
+			}
+			t.ExpectError(t.Do(Req{Method: method, Path: path, NoCheck: true}), statuses, "M_UNRECOGNIZED")
 		})
+		r.Case(ctx, o.id, "CORS pre-flight", func(t *T) { r.preflight(t, o.method, path) })
 	}
 }
 
@@ -267,12 +274,15 @@ func (r *Runner) versionFlows(ctx context.Context, a api, tok string, acct accou
 	}
 	f := &flow{r: r, a: a, tok: tok, mxid: mxid}
 	f.email(ctx)
+	f.requestFormats(ctx)
 	f.binding(ctx)
+	f.caseFolding(ctx)
 	f.keys(ctx)
 	f.lookups(ctx)
 	f.invites(ctx)
 	f.unbind(ctx)
 	f.submitGet(ctx)
+	f.nextLink(ctx)
 	f.msisdn(ctx)
 }
 
@@ -363,6 +373,18 @@ func (f *flow) email(ctx context.Context) {
 		f.requestToken(t, &f.s, 2)
 		f.readToken(t, &f.s)
 	})
+	r.Case(ctx, reqOp, "lower send_attempt after a higher one: same sid, no new mail", func(t *T) {
+		t.Need(f.stepName(reqOp, "higher send_attempt: the mail is sent again"))
+		again := f.s
+		f.requestToken(t, &again, 1)
+		if again.sid != f.s.sid {
+			t.Errorf("sid %q, want %q", again.sid, f.s.sid)
+		}
+		time.Sleep(r.cfg.Quiet)
+		if n := r.mailCount(f.s.addr); n != f.s.mails {
+			t.Errorf("%d mails to %s, want %d", n, f.s.addr, f.s.mails)
+		}
+	})
 	r.Case(ctx, valOp, "session not validated yet: 400 M_SESSION_NOT_VALIDATED", func(t *T) {
 		t.Need(stepReq)
 		resp := t.Do(Req{Method: "GET", Path: f.path("/3pid/getValidated3pid"), Token: f.tok,
@@ -375,9 +397,17 @@ func (f *flow) email(ctx context.Context) {
 			Body: map[string]any{"sid": f.s.sid, "client_secret": f.s.secret, "mxid": f.mxid}})
 		t.Expect(resp, 400, "M_SESSION_NOT_VALIDATED")
 	})
-	r.Case(ctx, subOp, "wrong token: 4xx", func(t *T) {
+	wrongToken := "wrong token: 4xx"
+	if f.a.v2 && r.listsAtLeast(18) {
+		wrongToken = "wrong token: 400 M_TOKEN_INCORRECT (v1.18)"
+	}
+	r.Case(ctx, subOp, wrongToken, func(t *T) {
 		t.Need(stepReq)
-		t.ExpectError(f.submit(t, f.s, "wrong"+randomString(6)), nil)
+		resp := f.submit(t, f.s, "wrong"+randomString(6))
+		if f.a.v2 && r.listsAtLeast(18) {
+			t.Expect(resp, 400, "M_TOKEN_INCORRECT")
+		}
+		t.ExpectError(resp, nil)
 	})
 	r.Case(ctx, subOp, "unknown sid: 4xx", func(t *T) {
 		t.Need(stepReq)
@@ -428,6 +458,10 @@ func (f *flow) binding(ctx context.Context) {
 	r := f.r
 	bindOp := f.op("bind3pid", "bindV2")
 	stepSub := f.stepName(f.op("emailSubmitTokenPost", "emailSubmitTokenPostV2"), caseSubmit)
+	r.Case(ctx, f.op("lookupV1", "lookupV2"), "validated, not bound yet: lookup finds nothing", func(t *T) {
+		t.Need(stepSub)
+		f.notPublishedBeforeBind(t)
+	})
 	r.Step(ctx, bindOp, caseBind, func(t *T) {
 		t.Need(stepSub)
 		f.bind(t, "/3pid/bind", f.s, f.mxid)
@@ -593,6 +627,7 @@ func (f *flow) lookups(ctx context.Context) {
 		if pepper == "" || !contains(algorithms, "sha256") {
 			t.Errorf("want a lookup_pepper and sha256 among the algorithms, got %s", resp)
 		}
+		pepperFormat(t, pepper)
 	})
 	r.Case(ctx, "getHashDetails", "access_token query parameter (as Synapse sends it)", func(t *T) {
 		resp := t.Do(Req{Method: "GET", Path: f.path("/hash_details"), Query: url.Values{"access_token": {f.tok}}})
@@ -934,10 +969,17 @@ func (f *flow) msisdn(ctx context.Context) {
 		t.Expect(resp, 400, "M_INVALID_ADDRESS")
 	})
 	stepReq := f.stepName(reqOp, "a valid number: a sid")
-	r.Case(ctx, subOp, "wrong token: 4xx", func(t *T) {
+	wrongToken := "wrong token: 4xx"
+	if f.a.v2 && r.listsAtLeast(18) {
+		wrongToken = "wrong token: 400 M_TOKEN_INCORRECT (v1.18)"
+	}
+	r.Case(ctx, subOp, wrongToken, func(t *T) {
 		t.Need(stepReq)
 		resp := t.Do(Req{Method: "POST", Path: f.path("/validate/msisdn/submitToken"), Token: f.tok,
 			Body: map[string]any{"sid": sid, "client_secret": secret, "token": "000000"}})
+		if f.a.v2 && r.listsAtLeast(18) {
+			t.Expect(resp, 400, "M_TOKEN_INCORRECT")
+		}
 		t.ExpectError(resp, nil)
 	})
 	r.Case(ctx, getOp, "wrong token: 4xx", func(t *T) {
@@ -969,7 +1011,7 @@ func (r *Runner) mailsTo(addr string) []Mail {
 	var out []Mail
 	for _, m := range r.cfg.Mailbox.Messages() {
 		for _, to := range m.To {
-			if strings.EqualFold(strings.Trim(to, "<>"), addr) {
+			if fold(strings.Trim(to, "<>")) == fold(addr) {
 				out = append(out, m)
 				break
 			}

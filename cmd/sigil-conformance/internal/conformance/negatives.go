@@ -193,6 +193,12 @@ func (r *Runner) bodyNegatives(ctx context.Context, o operation, path, token, to
 		r.needToken(t, o, tok)
 		t.Expect(t.Do(Req{Method: o.method, Path: path, Body: []byte(`{"not json`), Token: token}), 400, "M_NOT_JSON")
 	})
+	if o.id != "logout" { // logout's body may be absent (spec: API standards)
+		r.Case(ctx, o.id, "no body at all: 400", func(t *T) {
+			r.needToken(t, o, tok)
+			t.ExpectError(t.Do(Req{Method: o.method, Path: path, Token: token}), []int{400}, "M_NOT_JSON", "M_BAD_JSON", "M_MISSING_PARAMS")
+		})
+	}
 	r.Case(ctx, o.id, "body that is a JSON array: 400", func(t *T) {
 		r.needToken(t, o, tok)
 		t.ExpectError(t.Do(Req{Method: o.method, Path: path, Body: []byte(`[]`), Token: token}), []int{400}, "M_NOT_JSON", "M_BAD_JSON", "M_INVALID_PARAM")
@@ -230,6 +236,13 @@ func (r *Runner) termsNotSigned(ctx context.Context) {
 	var fresh account
 	ok := r.Step(ctx, "registerAccount", "a second account, terms not accepted", func(t *T) {
 		fresh = r.register(t, "conf-"+r.run+"-noterms")
+	})
+	r.Case(ctx, "agreeToTerms", "accepting an empty list: still 403 M_TERMS_NOT_SIGNED", func(t *T) {
+		if !ok {
+			t.Skipf("no second account")
+		}
+		t.Expect(t.Do(Req{Method: "POST", Path: apiV2.prefix + "/terms", Token: fresh.token, Body: map[string]any{"user_accepts": []string{}}}), 200, "")
+		t.Expect(t.Do(Req{Method: "GET", Path: apiV2.prefix + "/hash_details", Token: fresh.token}), 403, "M_TERMS_NOT_SIGNED")
 	})
 	for _, o := range r.operations() {
 		if !o.secured() || o.id == "logout" || o.id == "agreeToTerms" { // MSC2140: these work before acceptance

@@ -86,9 +86,13 @@ type Runner struct {
 
 	// What earlier cases learnt.
 	v1, v2     bool
+	listed     []string
 	serverName string
-	keys       map[string]ed25519.PublicKey
-	failedStep map[string]string // step name → why, for the cases that needed it
+	// Answers without Access-Control-Allow-Origin, for the CORS case.
+	answers, noCORS int
+	noCORSExample   string
+	keys            map[string]ed25519.PublicKey
+	failedStep      map[string]string // step name → why, for the cases that needed it
 }
 
 // Run runs every selected case and returns the results in order.
@@ -248,12 +252,14 @@ type Req struct {
 	Query  url.Values
 	// Body: nil, []byte sent as is (JSON), or anything else encoded as JSON.
 	Body        any
-	ContentType string // default application/json when there is a body
+	ContentType string // default application/json when there is a body; "none" sends none
 	Token       string // Authorization: Bearer
 	Header      http.Header
 	// NoCheck skips the document check (for requests the document does not
 	// describe, e.g. wrong methods, which are checked as bare Matrix errors).
 	NoCheck bool
+	// Raw skips every check (CORS pre-flights, which answer no JSON).
+	Raw bool
 }
 
 // Resp is the answer.
@@ -298,6 +304,16 @@ func (t *T) Do(req Req) *Resp {
 	if out.Body, err = io.ReadAll(io.LimitReader(resp.Body, 16<<20)); err != nil {
 		t.Fatalf("%s %s: read body: %v", req.Method, req.Path, err)
 	}
+	t.r.answers++
+	if out.Header.Get("Access-Control-Allow-Origin") == "" {
+		t.r.noCORS++
+		if t.r.noCORSExample == "" {
+			t.r.noCORSExample = req.Method + " " + req.Path
+		}
+	}
+	if req.Raw {
+		return out
+	}
 	if err := t.r.checkResponse(hreq, out, req.NoCheck); err != nil {
 		t.Errorf("%s %s: %v (got %s)", req.Method, req.Path, err, out)
 	}
@@ -331,11 +347,13 @@ func (r *Runner) newRequest(ctx context.Context, req Req) (*http.Request, error)
 		return nil, err
 	}
 	if raw != nil {
-		ct := req.ContentType
-		if ct == "" {
-			ct = "application/json"
+		switch ct := req.ContentType; ct {
+		case "":
+			hreq.Header.Set("Content-Type", "application/json")
+		case "none":
+		default:
+			hreq.Header.Set("Content-Type", ct)
 		}
-		hreq.Header.Set("Content-Type", ct)
 	}
 	if req.Token != "" {
 		hreq.Header.Set("Authorization", "Bearer "+req.Token)
@@ -441,4 +459,15 @@ func short(s string, n int) string {
 
 func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
+}
+
+// listsAtLeast reports whether the server lists v1.minor or a later v1.x.
+func (r *Runner) listsAtLeast(minor int) bool {
+	for _, v := range r.listed {
+		var n int
+		if _, err := fmt.Sscanf(v, "v1.%d", &n); err == nil && n >= minor {
+			return true
+		}
+	}
+	return false
 }
