@@ -47,11 +47,11 @@ func (p *patterns) Set(s string) error {
 }
 
 type options struct {
-	baseURL, junit, tokenPattern, smtpListen, hsListen, caFile, serverName string
-	execCmd, serverLog                                                     string
-	only, skip                                                             patterns
-	mailTimeout, wait                                                      time.Duration
-	verbose                                                                bool
+	baseURL, junit, tokenPattern, smsPattern, smtpListen, smsListen, hsListen, caFile, serverName string
+	execCmd, serverLog                                                                            string
+	only, skip                                                                                    patterns
+	mailTimeout, wait                                                                             time.Duration
+	verbose                                                                                       bool
 }
 
 func main() {
@@ -67,12 +67,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.Var(&o.only, "only", "run only the cases whose \"operation/case\" matches this regular expression (repeatable)")
 	fs.Var(&o.skip, "skip", "skip the cases whose \"operation/case\" matches this regular expression (repeatable)")
 	fs.StringVar(&o.tokenPattern, "token-pattern", conformance.DefaultTokenPattern, "regular expression finding the token in a validation mail (its first group, or the whole match)")
+	fs.StringVar(&o.smsPattern, "sms-token-pattern", conformance.DefaultSMSTokenPattern, "regular expression finding the code in a text message (its first group, or the whole match)")
 	fs.StringVar(&o.smtpListen, "smtp-listen", "127.0.0.1:0", "loopback address of the SMTP sink")
+	fs.StringVar(&o.smsListen, "sms-listen", "127.0.0.1:0", "loopback address of the SMS sink (an HTTP API: every request to it is a text message)")
 	fs.StringVar(&o.hsListen, "homeserver-listen", "127.0.0.1:0", "loopback address of the fake homeserver")
 	fs.StringVar(&o.caFile, "ca-file", "", "where to write the fake homeserver's CA certificate (default: a file in a new temporary directory)")
 	fs.StringVar(&o.serverName, "server-name", "", "the name the server under test signs as (default: learnt from its first signature)")
 	fs.StringVar(&o.execCmd, "exec", "", "start the server under test with this shell command once the sink, homeserver and CA file are ready; "+
-		"it gets CONFORMANCE_SMTP_HOST, CONFORMANCE_SMTP_PORT, CONFORMANCE_CA_FILE, CONFORMANCE_HOMESERVER and CONFORMANCE_BASE_URL, and is stopped with SIGTERM at the end; "+
+		"it gets CONFORMANCE_SMTP_HOST, CONFORMANCE_SMTP_PORT, CONFORMANCE_SMS_URL, CONFORMANCE_CA_FILE, CONFORMANCE_HOMESERVER and CONFORMANCE_BASE_URL, and is stopped with SIGTERM at the end; "+
 		"with -exec, a base URL with port 0 (http://127.0.0.1:0) gets a free port")
 	fs.StringVar(&o.serverLog, "server-log", "", "file for the -exec command's output (default: next to the CA file)")
 	fs.DurationVar(&o.wait, "wait", 60*time.Second, "how long to wait for the server under test to answer before the run")
@@ -121,7 +123,11 @@ func conform(ctx context.Context, o options, stdout, stderr io.Writer) (int, err
 	if err != nil {
 		return 2, fmt.Errorf("-token-pattern: %w", err)
 	}
-	for _, a := range []string{o.smtpListen, o.hsListen} {
+	smsRE, err := regexp.Compile(o.smsPattern)
+	if err != nil {
+		return 2, fmt.Errorf("-sms-token-pattern: %w", err)
+	}
+	for _, a := range []string{o.smtpListen, o.smsListen, o.hsListen} {
 		if err := loopbackOnly(a); err != nil {
 			return 2, err
 		}
@@ -131,6 +137,11 @@ func conform(ctx context.Context, o options, stdout, stderr io.Writer) (int, err
 		return 2, err
 	}
 	defer sink.Close()
+	texts, err := conformance.StartSMSSink(o.smsListen)
+	if err != nil {
+		return 2, err
+	}
+	defer texts.Close()
 	hs, err := conformance.StartHomeserver(o.hsListen)
 	if err != nil {
 		return 2, err
@@ -150,10 +161,10 @@ func conform(ctx context.Context, o options, stdout, stderr io.Writer) (int, err
 	if err := hs.WriteCA(o.caFile); err != nil {
 		return 2, fmt.Errorf("write CA file: %w", err)
 	}
-	printSetup(stdout, o, sink, hs)
+	printSetup(stdout, o, sink, texts, hs)
 
 	if o.execCmd != "" {
-		stopServer, err := startServer(o, sink, hs, stderr)
+		stopServer, err := startServer(o, sink, texts, hs, stderr)
 		if err != nil {
 			return 2, err
 		}
@@ -163,8 +174,8 @@ func conform(ctx context.Context, o options, stdout, stderr io.Writer) (int, err
 		return 2, err
 	}
 	cfg := conformance.Config{
-		BaseURL: o.baseURL, ServerName: o.serverName, Mailbox: sink, Homeserver: hs,
-		TokenPattern: tokenRE, Only: o.only, Skip: o.skip, MailTimeout: o.mailTimeout,
+		BaseURL: o.baseURL, ServerName: o.serverName, Mailbox: sink, SMS: texts, Homeserver: hs,
+		TokenPattern: tokenRE, SMSTokenPattern: smsRE, Only: o.only, Skip: o.skip, MailTimeout: o.mailTimeout,
 	}
 	if o.verbose {
 		cfg.Progress = stderr
@@ -211,19 +222,20 @@ func freePort(host string) (string, error) {
 	return ln.Addr().String(), nil
 }
 
-func printSetup(w io.Writer, o options, sink *conformance.SMTPSink, hs *conformance.Homeserver) {
+func printSetup(w io.Writer, o options, sink *conformance.SMTPSink, texts *conformance.SMSSink, hs *conformance.Homeserver) {
 	fmt.Fprintf(w, `sigil-conformance: testing %s
 Configure the identity server under test with:
   SMTP server        %s (plain SMTP, no TLS; any AUTH PLAIN credentials or none)
+  SMS HTTP API       %s (any method and body; it must name the number and the code)
   trusted CA file    %s (the fake homeserver's TLS certificate is issued by it)
   private addresses  allowed: the fake homeserver is %s (server name %s)
-  mail               must contain the token, found with %s
-`, o.baseURL, sink.Addr(), o.caFile, hs.URL(), hs.Name, o.tokenPattern)
+  mail and SMS       must contain the token, found with %s and %s
+`, o.baseURL, sink.Addr(), texts.URL, o.caFile, hs.URL(), hs.Name, o.tokenPattern, o.smsPattern)
 }
 
 // startServer runs the -exec command with the environment describing the
 // runner's listeners; the returned function stops it.
-func startServer(o options, sink *conformance.SMTPSink, hs *conformance.Homeserver, stderr io.Writer) (func(), error) {
+func startServer(o options, sink *conformance.SMTPSink, texts *conformance.SMSSink, hs *conformance.Homeserver, stderr io.Writer) (func(), error) {
 	if o.serverLog == "" {
 		o.serverLog = filepath.Join(filepath.Dir(o.caFile), "server.log")
 	}
@@ -236,6 +248,7 @@ func startServer(o options, sink *conformance.SMTPSink, hs *conformance.Homeserv
 	cmd.Env = append(os.Environ(),
 		"CONFORMANCE_SMTP_HOST="+sink.Host,
 		fmt.Sprintf("CONFORMANCE_SMTP_PORT=%d", sink.Port),
+		"CONFORMANCE_SMS_URL="+texts.URL,
 		"CONFORMANCE_CA_FILE="+o.caFile,
 		"CONFORMANCE_HOMESERVER="+hs.Name,
 		"CONFORMANCE_BASE_URL="+o.baseURL,

@@ -41,6 +41,17 @@ func (b mailtestBox) Messages() []Mail {
 	return out
 }
 
+// smsBox reads apitest's SMS gateway.
+type smsBox struct{ g *apitest.SMSGateway }
+
+func (b smsBox) Messages() []Mail {
+	var out []Mail
+	for _, m := range b.g.Messages() {
+		out = append(out, Mail{To: []string{m.To}, Text: m.Text})
+	}
+	return out
+}
+
 // sigil starts a Sigil stack with one policy to accept.
 func sigil(t *testing.T) *apitest.Env {
 	return apitest.New(t, func(s *apitest.Setup) {
@@ -56,7 +67,7 @@ func run(t *testing.T, env *apitest.Env, baseURL string, only ...string) []Resul
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { hs.Close() })
-	cfg := Config{BaseURL: baseURL, Mailbox: mailtestBox{env.Mail}, Homeserver: hs, MailTimeout: 10 * time.Second, Quiet: 300 * time.Millisecond}
+	cfg := Config{BaseURL: baseURL, Mailbox: mailtestBox{env.Mail}, SMS: smsBox{env.SMS}, Homeserver: hs, MailTimeout: 10 * time.Second, Quiet: 300 * time.Millisecond}
 	for _, o := range only {
 		cfg.Only = append(cfg.Only, regexp.MustCompile(o))
 	}

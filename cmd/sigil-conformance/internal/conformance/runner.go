@@ -44,10 +44,15 @@ type Config struct {
 	// first signed association (which must then carry exactly one entity).
 	ServerName string
 	Mailbox    Mailbox
+	// SMS, if set, is where the server's text messages arrive (the SMS
+	// sink); without it the phone flows stop at requestToken.
+	SMS        Mailbox
 	Homeserver *Homeserver
 	// TokenPattern finds the token in a validation mail; its first group
 	// (or the whole match) is the token.
 	TokenPattern *regexp.Regexp
+	// SMSTokenPattern finds the code in a text message (DefaultSMSTokenPattern).
+	SMSTokenPattern *regexp.Regexp
 	// Only and Skip select cases by "operation/case" (regular expressions).
 	Only, Skip []*regexp.Regexp
 	// MailTimeout bounds the wait for a mail or an onbind callback.
@@ -106,6 +111,9 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	cfg.HTTP = &c
 	if cfg.TokenPattern == nil {
 		cfg.TokenPattern = regexp.MustCompile(DefaultTokenPattern)
+	}
+	if cfg.SMSTokenPattern == nil {
+		cfg.SMSTokenPattern = regexp.MustCompile(DefaultSMSTokenPattern)
 	}
 	if cfg.MailTimeout <= 0 {
 		cfg.MailTimeout = 15 * time.Second
