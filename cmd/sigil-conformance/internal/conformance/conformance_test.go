@@ -309,9 +309,9 @@ func TestSkipsUnlistedVersions(t *testing.T) {
 // drops them.
 func TestOnlyAndSkip(t *testing.T) {
 	env := sigil(t)
-	results := run(t, env, env.URL, `^bindV2/binds`)
+	results := run(t, env, env.URL, `^bindV2/binds and returns`)
 	if len(results) != 1 || results[0].Op != "bindV2" || results[0].Status != Pass {
-		t.Fatalf("-only ^bindV2/binds: %+v", results)
+		t.Fatalf("-only ^bindV2/binds and returns: %+v", results)
 	}
 	r := &Runner{cfg: Config{Only: []*regexp.Regexp{regexp.MustCompile(`^lookup`)}, Skip: []*regexp.Regexp{regexp.MustCompile(`pepper`)}}}
 	for key, want := range map[string]bool{"lookupV2/sha256": true, "lookupV2/wrong pepper": false, "bindV2/binds": false} {
