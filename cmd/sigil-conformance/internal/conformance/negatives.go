@@ -1,7 +1,9 @@
 package conformance
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"maps"
 	"net/url"
 	"slices"
@@ -203,6 +205,7 @@ func (r *Runner) bodyNegatives(ctx context.Context, o operation, path, token, to
 		r.needToken(t, o, tok)
 		t.ExpectError(t.Do(Req{Method: o.method, Path: path, Body: []byte(`[]`), Token: token}), []int{400}, "M_NOT_JSON", "M_BAD_JSON", "M_INVALID_PARAM")
 	})
+	r.hostileBodies(ctx, o, path, token, tok, sample, schema)
 	for _, name := range schema.Required {
 		body := maps.Clone(sample)
 		delete(body, name)
@@ -298,4 +301,49 @@ func lowerFirst(s string) string {
 		return s
 	}
 	return strings.ToLower(s[:1]) + s[1:]
+}
+
+// hostileBodies: malformed input of the kinds fuzzers find must get a 4xx
+// Matrix error, never a 5xx or a hang: invalid UTF-8, trailing garbage,
+// deep nesting, null for a required field, numbers an integer field cannot
+// hold.
+func (r *Runner) hostileBodies(ctx context.Context, o operation, path, token, tok string, sample map[string]any, schema *openapi3.Schema) {
+	raw, _ := json.Marshal(sample)
+	send := func(name string, body []byte) {
+		r.Case(ctx, o.id, name+": 400", func(t *T) {
+			r.needToken(t, o, tok)
+			t.ExpectError(t.Do(Req{Method: o.method, Path: path, Body: body, Token: token}), []int{400})
+		})
+	}
+	send("trailing garbage after the JSON object", append(append([]byte{}, raw...), []byte(` {"x":1}`)...))
+	if len(schema.Required) == 0 {
+		return
+	}
+	first := slices.Sorted(slices.Values(schema.Required))[0]
+	if _, isString := sample[first].(string); isString {
+		bad := bytes.Replace(raw, []byte(`"`+first+`":"`), []byte(`"`+first+`":"\xff\xfe`), 1)
+		bad = bytes.ReplaceAll(bad, []byte(`\xff\xfe`), []byte{0xff, 0xfe})
+		send("invalid UTF-8 in "+first, bad)
+	}
+	deep := maps.Clone(sample)
+	deep[first] = json.RawMessage(strings.Repeat("[", 5000) + strings.Repeat("]", 5000))
+	if b, err := json.Marshal(deep); err == nil {
+		send(first+" nested 5000 deep", b)
+	}
+	null := maps.Clone(sample)
+	null[first] = nil
+	if b, err := json.Marshal(null); err == nil {
+		send(first+" null", b)
+	}
+	for _, name := range slices.Sorted(maps.Keys(sample)) {
+		if p := schema.Properties[name]; p != nil && p.Value != nil && p.Value.Type.Is("integer") {
+			for label, v := range map[string]string{"1.5": "1.5", "2^64": "18446744073709551616", "1e400": "1e400"} {
+				b := maps.Clone(sample)
+				b[name] = json.RawMessage(v)
+				if enc, err := json.Marshal(b); err == nil {
+					send(name+" = "+label, enc)
+				}
+			}
+		}
+	}
 }
