@@ -376,3 +376,55 @@ func TestSMTPSinkFindsToken(t *testing.T) {
 		t.Errorf("token %v in %q", m, got[0].Text)
 	}
 }
+
+// Tiny servers that get everything wrong: the run ends (no hang, no
+// panic), every operation has failures, nothing passes by accident.
+func TestTinyBrokenServers(t *testing.T) {
+	for name, h := range map[string]http.HandlerFunc{
+		"200 {} to everything": func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(`{}`))
+		},
+		"HTML 500 to everything": func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "text/html")
+			w.WriteHeader(500)
+			_, _ = w.Write([]byte(`<h1>oops</h1>`))
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			srv := httptest.NewServer(h)
+			defer srv.Close()
+			hs, err := StartHomeserver("127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer hs.Close()
+			results, err := Run(context.Background(), Config{BaseURL: srv.URL, Mailbox: emptyBox{}, SMS: emptyBox{},
+				Homeserver: hs, MailTimeout: 50 * time.Millisecond, Quiet: time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := Summarize(results)
+			if s.Fail < 100 {
+				t.Errorf("only %v", s)
+			}
+			failedOps := map[string]bool{}
+			for _, r := range results {
+				if r.Status == Fail {
+					failedOps[r.Op] = true
+				}
+			}
+			rr := &Runner{}
+			rr.doc, _ = docForTest()
+			for _, o := range rr.operations() {
+				if !failedOps[o.id] {
+					t.Errorf("nothing of %s failed", o.id)
+				}
+			}
+		})
+	}
+}
+
+type emptyBox struct{}
+
+func (emptyBox) Messages() []Mail { return nil }

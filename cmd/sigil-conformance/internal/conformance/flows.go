@@ -431,6 +431,10 @@ func (f *flow) email(ctx context.Context) {
 		if resp.Str("medium") != "email" || resp.Str("address") != f.s.addr {
 			t.Errorf("got %s, want medium email and address %s", resp, f.s.addr)
 		}
+		at, err := jsonInt(resp.Obj()["validated_at"])
+		if d := time.Since(time.UnixMilli(at)); err != nil || d > time.Hour || d < -time.Hour {
+			t.Errorf("validated_at %v is not a time of this run in milliseconds", resp.Obj()["validated_at"])
+		}
 	})
 	r.Case(ctx, valOp, "wrong client_secret: 404 M_NO_VALID_SESSION", func(t *T) {
 		t.Need(stepSub)
@@ -506,8 +510,12 @@ func (r *Runner) checkAssociationOf(t *T, assoc map[string]any, medium, addr, mx
 	}
 	nb, _ := jsonInt(assoc["not_before"])
 	na, _ := jsonInt(assoc["not_after"])
-	if na <= nb {
-		t.Errorf("not_after %d is not after not_before %d", na, nb)
+	ts, _ := jsonInt(assoc["ts"])
+	if na <= nb || ts < nb || ts > na {
+		t.Errorf("want not_before %d <= ts %d <= not_after %d, not_before < not_after", nb, ts, na)
+	}
+	if d := time.Since(time.UnixMilli(ts)); d > time.Hour || d < -time.Hour {
+		t.Errorf("ts %d is %v away from now: not milliseconds since the epoch?", ts, d.Round(time.Second))
 	}
 	r.verifyServerSigned(t, assoc)
 }
@@ -738,6 +746,7 @@ func (f *flow) invites(ctx context.Context) {
 		if len(keys) != 2 || f.ephemeral == "" {
 			t.Errorf("public_keys %v: want the long-term and an ephemeral key", keys)
 		}
+		f.keyValidityURLs(t, keys)
 	})
 	stepStore := f.stepName(storeOp, caseStore)
 	r.Case(ctx, storeOp, "the invitee is mailed", func(t *T) {
@@ -819,6 +828,9 @@ func (f *flow) signInvite(t *T, mxid, sender string) {
 		t.Errorf("signed %s, want mxid %q sender %q token %q", resp, mxid, sender, f.inviteToken)
 	}
 	sigs, _ := obj["signatures"].(map[string]any)
+	if _, ok := sigs[f.r.serverName]; f.r.serverName != "" && !ok {
+		t.Errorf("not signed as the server (%s): %v", f.r.serverName, obj["signatures"])
+	}
 	verified := false
 	for entity, e := range sigs {
 		em, _ := e.(map[string]any)
@@ -1149,4 +1161,32 @@ func flipBase64(c string) string {
 		return "B"
 	}
 	return "A"
+}
+
+// keyValidityURLs: each key_validity_url store-invite returns must say its
+// key is valid (followed only when it is on the base URL: the runner talks
+// to nothing else).
+func (f *flow) keyValidityURLs(t *T, keys []any) {
+	for _, k := range keys {
+		m, ok := k.(map[string]any)
+		if !ok {
+			continue // v1's old shape: bare keys
+		}
+		pk, _ := m["public_key"].(string)
+		u, _ := m["key_validity_url"].(string)
+		rest, found := strings.CutPrefix(u, f.r.cfg.BaseURL)
+		if !found {
+			continue
+		}
+		pu, err := url.Parse(rest)
+		if err != nil || !strings.HasSuffix(pu.Path, "isvalid") {
+			t.Errorf("key_validity_url %q is not an isvalid endpoint", u)
+			continue
+		}
+		resp := t.Do(Req{Method: "GET", Path: pu.Path, Query: url.Values{"public_key": {pk}}})
+		t.Expect(resp, 200, "")
+		if resp.Obj()["valid"] != true {
+			t.Errorf("%s says %s is not valid: %s", u, pk, resp)
+		}
+	}
 }
