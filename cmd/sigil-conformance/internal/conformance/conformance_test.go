@@ -62,6 +62,16 @@ func sigil(t *testing.T) *apitest.Env {
 
 func run(t *testing.T, env *apitest.Env, baseURL string, only ...string) []Result {
 	t.Helper()
+	return runWith(t, env, baseURL, only, nil)
+}
+
+func runSkipping(t *testing.T, env *apitest.Env, skip ...string) []Result {
+	t.Helper()
+	return runWith(t, env, env.URL, []string{`^(msisdn|getValidated3pid|bind3pid)`}, skip)
+}
+
+func runWith(t *testing.T, env *apitest.Env, baseURL string, only, skip []string) []Result {
+	t.Helper()
 	hs, err := StartHomeserver("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -70,6 +80,9 @@ func run(t *testing.T, env *apitest.Env, baseURL string, only ...string) []Resul
 	cfg := Config{BaseURL: baseURL, Mailbox: mailtestBox{env.Mail}, SMS: smsBox{env.SMS}, Homeserver: hs, MailTimeout: 10 * time.Second, Quiet: 300 * time.Millisecond}
 	for _, o := range only {
 		cfg.Only = append(cfg.Only, regexp.MustCompile(o))
+	}
+	for _, o := range skip {
+		cfg.Skip = append(cfg.Skip, regexp.MustCompile(o))
 	}
 	results, err := Run(context.Background(), cfg)
 	if err != nil {
@@ -312,6 +325,23 @@ func TestOnlyAndSkip(t *testing.T) {
 	results := run(t, env, env.URL, `^bindV2/binds and returns`)
 	if len(results) != 1 || results[0].Op != "bindV2" || results[0].Status != Pass {
 		t.Fatalf("-only ^bindV2/binds and returns: %+v", results)
+	}
+	// -skip of a step: not run; what needs it is skipped, saying why.
+	results = runSkipping(t, env, `code from the SMS`)
+	dependents := 0
+	for _, r := range results {
+		if r.Case == "validated phone: medium msisdn, E.164 address without +" {
+			dependents++
+			if r.Status != Skip || !strings.Contains(r.Reason, "excluded by -skip") {
+				t.Errorf("%s/%s: %s %s, want a skip naming -skip", r.Op, r.Case, r.Status, r.Reason)
+			}
+		}
+		if strings.Contains(r.Case, "code from the SMS") || r.Status == Fail {
+			t.Errorf("%s/%s %s: %s", r.Op, r.Case, r.Status, r.Reason)
+		}
+	}
+	if dependents != 2 {
+		t.Errorf("%d getValidated3pid phone cases, want 2 (v1 and v2)", dependents)
 	}
 	r := &Runner{cfg: Config{Only: []*regexp.Regexp{regexp.MustCompile(`^lookup`)}, Skip: []*regexp.Regexp{regexp.MustCompile(`pepper`)}}}
 	for key, want := range map[string]bool{"lookupV2/sha256": true, "lookupV2/wrong pepper": false, "bindV2/binds": false} {

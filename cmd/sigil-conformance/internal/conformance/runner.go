@@ -141,17 +141,25 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 
 // selected reports whether op/name passes --only and --skip.
 func (r *Runner) selected(op, name string) bool {
-	key := op + "/" + name
-	for _, re := range r.cfg.Skip {
-		if re.MatchString(key) {
-			return false
-		}
+	if r.excluded(op, name) {
+		return false
 	}
+	key := op + "/" + name
 	if len(r.cfg.Only) == 0 {
 		return true
 	}
 	for _, re := range r.cfg.Only {
 		if re.MatchString(key) {
+			return true
+		}
+	}
+	return false
+}
+
+// excluded reports whether op/name matches a --skip pattern.
+func (r *Runner) excluded(op, name string) bool {
+	for _, re := range r.cfg.Skip {
+		if re.MatchString(op + "/" + name) {
 			return true
 		}
 	}
@@ -203,10 +211,15 @@ func (r *Runner) Case(ctx context.Context, op, name string, fn func(*T)) {
 	r.exec(ctx, op, name, true, fn)
 }
 
-// Step runs a case later cases depend on: always (so that --only can pick
-// a later case), recorded only if selected. A step that fails or skips
-// makes the cases that Need it skip.
+// Step runs a case later cases depend on: even when --only leaves it out
+// (so that --only can pick a later case), then unrecorded; not when --skip
+// names it. A step that fails, skips or is skipped makes the cases that
+// Need it skip.
 func (r *Runner) Step(ctx context.Context, op, name string, fn func(*T)) bool {
+	if r.excluded(op, name) {
+		r.failedStep[op+"/"+name] = "skip: excluded by -skip"
+		return false
+	}
 	return r.exec(ctx, op, name, r.selected(op, name), fn)
 }
 
