@@ -55,8 +55,13 @@ func (b smsBox) Messages() []Mail {
 // sigil starts a Sigil stack with one policy to accept.
 func sigil(t *testing.T) *apitest.Env {
 	return apitest.New(t, func(s *apitest.Setup) {
-		s.Config.Terms = []identity.Policy{{ID: "privacy", Version: "1.0", Languages: map[string]identity.PolicyDoc{
-			"en": {Name: "Privacy", URL: "https://id.sigil.test/privacy-1.0.html"}}}}
+		s.Config.Terms = []identity.Policy{
+			{ID: "privacy", Version: "1.0", Languages: map[string]identity.PolicyDoc{
+				"en": {Name: "Privacy", URL: "https://id.sigil.test/privacy-1.0-en.html"},
+				"fr": {Name: "Confidentialité", URL: "https://id.sigil.test/privacy-1.0-fr.html"}}},
+			{ID: "terms", Version: "2.0", Languages: map[string]identity.PolicyDoc{
+				"en": {Name: "Terms of service", URL: "https://id.sigil.test/terms-2.0-en.html"}}},
+		}
 	})
 }
 

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/big"
 	"net/url"
 	"slices"
@@ -168,6 +169,7 @@ func (r *Runner) versionServed(path string) bool {
 // accounts: terms, registration through OpenID, the account, logout.
 func (r *Runner) accounts(ctx context.Context) account {
 	var urls []string
+	byPolicy := map[string][]string{} // policy → its URLs, one per language
 	var acct account
 	r.Step(ctx, "getTerms", "lists the policies", func(t *T) {
 		resp := t.Do(Req{Method: "GET", Path: apiV2.prefix + "/terms"})
@@ -188,6 +190,7 @@ func (r *Runner) accounts(ctx context.Context) account {
 					t.Errorf("policy %s/%s: url %q is not absolute", name, lang, u)
 				}
 				urls = append(urls, u)
+				byPolicy[name] = append(byPolicy[name], u)
 			}
 		}
 	})
@@ -235,6 +238,7 @@ func (r *Runner) accounts(ctx context.Context) account {
 	})
 	if len(urls) > 0 {
 		r.termsNotSigned(ctx)
+		r.termsBookkeeping(ctx, byPolicy)
 	}
 	return acct
 }
@@ -747,6 +751,9 @@ func (f *flow) invites(ctx context.Context) {
 			t.Errorf("public_keys %v: want the long-term and an ephemeral key", keys)
 		}
 		f.keyValidityURLs(t, keys)
+		if pk, ok := resp.Obj()["public_key"].(string); ok && !f.isLongTerm(pk) {
+			t.Errorf("public_key %q is not the server's long-term key", pk)
+		}
 	})
 	stepStore := f.stepName(storeOp, caseStore)
 	r.Case(ctx, storeOp, "the invitee is mailed", func(t *T) {
@@ -866,8 +873,11 @@ func (r *Runner) checkOnBind(t *T, before int, addr, mxid, token, sender string)
 				t.Fatalf("onbind %s: want mxid %s and one invite", short(string(raw), 400), mxid)
 			}
 			inv := body.Invites[0]
-			if inv["sender"] != sender || inv["mxid"] != mxid {
-				t.Errorf("invite %v: want sender %s mxid %s", inv, sender, mxid)
+			if inv["sender"] != sender || inv["mxid"] != mxid || inv["medium"] != "email" || inv["address"] != addr {
+				t.Errorf("invite %v: want medium email, address %s, sender %s, mxid %s", inv, addr, sender, mxid)
+			}
+			if room, _ := inv["room_id"].(string); !strings.HasPrefix(room, "!") {
+				t.Errorf("invite %v: no room_id", inv)
 			}
 			signed, _ := inv["signed"].(map[string]any)
 			if signed["mxid"] != mxid || signed["token"] != token {
@@ -1189,4 +1199,50 @@ func (f *flow) keyValidityURLs(t *T, keys []any) {
 			t.Errorf("%s says %s is not valid: %s", u, pk, resp)
 		}
 	}
+}
+
+// termsBookkeeping: acceptances add up over calls, and one language's URL
+// accepts its policy in every language (spec: Terms of service API).
+func (r *Runner) termsBookkeeping(ctx context.Context, byPolicy map[string][]string) {
+	names := slices.Sorted(maps.Keys(byPolicy))
+	accept := func(t *T, a account, urls []string) {
+		t.Expect(t.Do(Req{Method: "POST", Path: apiV2.prefix + "/terms", Token: a.token, Body: map[string]any{"user_accepts": urls}}), 200, "")
+	}
+	hashDetails := func(t *T, a account) *Resp {
+		return t.Do(Req{Method: "GET", Path: apiV2.prefix + "/hash_details", Token: a.token})
+	}
+	if len(names) < 2 {
+		r.SkipCase("agreeToTerms", "acceptances add up over several calls", "the server lists fewer than two policies")
+	} else {
+		r.Case(ctx, "agreeToTerms", "acceptances add up over several calls", func(t *T) {
+			a := r.register(t, "conf-"+r.run+"-terms-append")
+			for i, name := range names {
+				t.Expect(hashDetails(t, a), 403, "M_TERMS_NOT_SIGNED")
+				accept(t, a, byPolicy[name][:1])
+				if i == len(names)-1 {
+					t.Expect(hashDetails(t, a), 200, "")
+				}
+			}
+		})
+	}
+	multi := ""
+	for _, name := range names {
+		if len(byPolicy[name]) > 1 {
+			multi = name
+		}
+	}
+	if multi == "" {
+		r.SkipCase("agreeToTerms", "one language's URL accepts the policy", "no policy is offered in two languages")
+		return
+	}
+	r.Case(ctx, "agreeToTerms", "one language's URL accepts the policy", func(t *T) {
+		a := r.register(t, "conf-"+r.run+"-terms-lang")
+		var urls []string
+		for _, name := range names {
+			langs := byPolicy[name]
+			urls = append(urls, langs[len(langs)-1]) // for multi: not the first language
+		}
+		accept(t, a, urls)
+		t.Expect(hashDetails(t, a), 200, "")
+	})
 }
