@@ -941,6 +941,27 @@ func (f *flow) unbind(ctx context.Context) {
 		req.Header.Set("Authorization", h[:i]+flipBase64(h[i:i+1])+h[i+1:])
 		t.ExpectError(t.Do(req), []int{401, 403})
 	})
+	r.Case(ctx, op, "X-Matrix signed for another identity server: 401 or 403", func(t *T) {
+		t.Need(stepInvitee)
+		body, _ := json.Marshal(map[string]any{"mxid": f.mxid, "threepid": threepid(f.invitee.addr)})
+		auth, err := r.cfg.Homeserver.SignRequest("POST", f.path("/3pid/unbind"), "other-identity.example.org", body)
+		if err != nil {
+			t.Fatalf("sign: %v", err)
+		}
+		t.ExpectError(t.Do(Req{Method: "POST", Path: f.path("/3pid/unbind"), Body: body, Header: map[string][]string{"Authorization": {auth}}}), []int{401, 403})
+	})
+	r.Case(ctx, op, "X-Matrix signature over another body: 401 or 403", func(t *T) {
+		t.Need(stepInvitee)
+		req := signed(t, map[string]any{"mxid": f.mxid, "threepid": threepid("someone-else@example.org")})
+		req.Body, _ = json.Marshal(map[string]any{"mxid": f.mxid, "threepid": threepid(f.invitee.addr)})
+		t.ExpectError(t.Do(req), []int{401, 403})
+	})
+	r.Case(ctx, op, "X-Matrix naming a key the homeserver does not publish: 401 or 403", func(t *T) {
+		t.Need(stepInvitee)
+		req := signed(t, map[string]any{"mxid": f.mxid, "threepid": threepid(f.invitee.addr)})
+		req.Header.Set("Authorization", strings.Replace(req.Header.Get("Authorization"), HomeserverKeyID, "ed25519:unpublished", 1))
+		t.ExpectError(t.Do(req), []int{401, 403})
+	})
 	r.Case(ctx, op, "X-Matrix for a user of another server: 403 M_FORBIDDEN", func(t *T) {
 		t.Need(stepInvitee)
 		t.ExpectError(t.Do(signed(t, map[string]any{"mxid": "@conf:elsewhere.example.org", "threepid": threepid(f.invitee.addr)})), []int{403}, "M_FORBIDDEN")
