@@ -50,7 +50,7 @@ type options struct {
 	baseURL, junit, tokenPattern, smsPattern, smtpListen, smsListen, hsListen, caFile, serverName string
 	execCmd, serverLog                                                                            string
 	only, skip                                                                                    patterns
-	mailTimeout, wait                                                                             time.Duration
+	mailTimeout, wait, requestTimeout, timeout                                                    time.Duration
 	verbose                                                                                       bool
 }
 
@@ -79,6 +79,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.serverLog, "server-log", "", "file for the -exec command's output (default: next to the CA file)")
 	fs.DurationVar(&o.wait, "wait", 60*time.Second, "how long to wait for the server under test to answer before the run")
 	fs.DurationVar(&o.mailTimeout, "mail-timeout", 15*time.Second, "how long to wait for a mail or an onbind callback")
+	fs.DurationVar(&o.requestTimeout, "request-timeout", 10*time.Second, "how long one request to the server under test may take")
+	fs.DurationVar(&o.timeout, "timeout", 10*time.Minute, "how long the whole run may take; cases still running then fail")
 	fs.BoolVar(&o.verbose, "v", false, "print each case as it finishes")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: sigil-conformance [flags] BASE_URL")
@@ -173,7 +175,10 @@ func conform(ctx context.Context, o options, stdout, stderr io.Writer) (int, err
 	if err := waitReady(ctx, o.baseURL, o.wait); err != nil {
 		return 2, err
 	}
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
 	cfg := conformance.Config{
+		HTTP:    &http.Client{Timeout: o.requestTimeout},
 		BaseURL: o.baseURL, ServerName: o.serverName, Mailbox: sink, SMS: texts, Homeserver: hs,
 		TokenPattern: tokenRE, SMSTokenPattern: smsRE, Only: o.only, Skip: o.skip, MailTimeout: o.mailTimeout,
 	}
