@@ -191,6 +191,22 @@ func (r *Runner) accounts(ctx context.Context) account {
 	r.Step(ctx, "registerAccount", "OpenID token from the homeserver: an access token", func(t *T) {
 		acct = r.register(t, "conf-"+r.run+"-v2")
 	})
+	r.Case(ctx, "registerAccount", "userinfo naming a user of another server: refused", func(t *T) {
+		openid := randomString(24)
+		r.cfg.Homeserver.AddOpenIDToken(openid, "@mallory:elsewhere.example.org") // spec: MUST match the server asked
+		resp := t.Do(Req{Method: "POST", Path: apiV2.prefix + "/account/register", Body: map[string]any{
+			"access_token": openid, "token_type": "Bearer", "matrix_server_name": r.cfg.Homeserver.Name, "expires_in": 3600,
+		}})
+		if resp.Status < 400 || resp.Errcode() == "" {
+			t.Errorf("want a Matrix error, got %s", resp)
+		}
+	})
+	r.Case(ctx, "registerAccount", "matrix_server_name that is not a server name: 4xx", func(t *T) {
+		resp := t.Do(Req{Method: "POST", Path: apiV2.prefix + "/account/register", Body: map[string]any{
+			"access_token": randomString(24), "token_type": "Bearer", "matrix_server_name": r.cfg.Homeserver.Name + "/_matrix/key/v2/server?x=", "expires_in": 3600,
+		}})
+		t.ExpectError(resp, nil)
+	})
 	r.Case(ctx, "registerAccount", "OpenID token the homeserver does not know: 4xx", func(t *T) {
 		resp := t.Do(Req{Method: "POST", Path: apiV2.prefix + "/account/register", Body: map[string]any{
 			"access_token": "unknown-" + randomString(16), "token_type": "Bearer",

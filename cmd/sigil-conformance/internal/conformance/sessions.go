@@ -90,6 +90,15 @@ func (f *flow) email(ctx context.Context) {
 			t.Errorf("%d mails to %s, want %d", n, f.s.addr, f.s.mails)
 		}
 	})
+	r.Case(ctx, reqOp, "another client_secret for the same address: a new sid and a mail", func(t *T) {
+		t.Need(f.stepName(reqOp, "higher send_attempt: the mail is sent again"))
+		other := session{addr: f.s.addr, secret: "conf-" + randomString(12), mails: r.mailCount(f.s.addr)}
+		f.requestToken(t, &other, 1)
+		if other.sid == f.s.sid {
+			t.Errorf("same sid %q for another client_secret", other.sid)
+		}
+		f.readToken(t, &other)
+	})
 	r.Case(ctx, valOp, "session not validated yet: 400 M_SESSION_NOT_VALIDATED", func(t *T) {
 		t.Need(stepReq)
 		resp := t.Do(Req{Method: "GET", Path: f.path("/3pid/getValidated3pid"), Token: f.tok,
