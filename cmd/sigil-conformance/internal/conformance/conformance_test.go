@@ -463,3 +463,22 @@ func TestTinyBrokenServers(t *testing.T) {
 type emptyBox struct{}
 
 func (emptyBox) Messages() []Mail { return nil }
+
+// A server with no policies: the terms cases say why they did not run, and
+// everything else passes.
+func TestSigilWithoutTerms(t *testing.T) {
+	env := apitest.New(t)
+	results := run(t, env, env.URL)
+	skipped := 0
+	for _, r := range results {
+		switch {
+		case r.Status == Fail:
+			t.Errorf("%s/%s: %s", r.Op, r.Case, r.Reason)
+		case r.Status == Skip && strings.Contains(r.Reason, "polic"):
+			skipped++
+		}
+	}
+	if skipped < 3 {
+		t.Errorf("%d terms cases skipped for want of policies, want at least 3", skipped)
+	}
+}

@@ -162,7 +162,7 @@ func (r *Runner) versionServed(path string) bool {
 
 // accounts: terms, registration through OpenID, the account, logout.
 func (r *Runner) accounts(ctx context.Context) account {
-	var urls []string
+	urls := []string{}                // [] and not null when there is nothing to accept
 	byPolicy := map[string][]string{} // policy → its URLs, one per language
 	var acct account
 	r.Step(ctx, "getTerms", "lists the policies", func(t *T) {
@@ -246,10 +246,8 @@ func (r *Runner) accounts(ctx context.Context) account {
 		t.Expect(t.Do(Req{Method: "POST", Path: apiV2.prefix + "/account/logout", Token: other.token}), 200, "")
 		t.Expect(t.Do(Req{Method: "GET", Path: apiV2.prefix + "/account", Token: other.token}), 401, "M_UNAUTHORIZED")
 	})
-	if len(urls) > 0 {
-		r.termsNotSigned(ctx)
-		r.termsBookkeeping(ctx, byPolicy)
-	}
+	r.termsNotSigned(ctx, len(urls) > 0)
+	r.termsBookkeeping(ctx, byPolicy)
 	return acct
 }
 
