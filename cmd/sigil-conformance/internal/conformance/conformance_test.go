@@ -3,6 +3,8 @@ package conformance
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/xml"
 	"io"
@@ -480,5 +482,53 @@ func TestSigilWithoutTerms(t *testing.T) {
 	}
 	if skipped < 3 {
 		t.Errorf("%d terms cases skipped for want of policies, want at least 3", skipped)
+	}
+}
+
+// A server whose sign-ed25519 signs encoding/json's output instead of
+// canonical JSON (which escapes <, >, & and U+2028): plain user IDs still
+// verify, the case built to tell the two apart fails.
+func TestCatchesNonCanonicalSigning(t *testing.T) {
+	env := sigil(t)
+	target, _ := url.Parse(env.URL)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasSuffix(r.URL.Path, "/sign-ed25519") {
+			proxy.ServeHTTP(w, r)
+			return
+		}
+		raw, _ := io.ReadAll(r.Body)
+		rec := httptest.NewRecorder()
+		r.Body = io.NopCloser(bytes.NewReader(raw))
+		proxy.ServeHTTP(rec, r)
+		var req struct {
+			PrivateKey string `json:"private_key"`
+		}
+		_ = json.Unmarshal(raw, &req)
+		var real map[string]any
+		if rec.Code != 200 || json.Unmarshal(rec.Body.Bytes(), &real) != nil {
+			w.WriteHeader(rec.Code)
+			_, _ = w.Write(rec.Body.Bytes())
+			return
+		}
+		seed, _ := base64.RawStdEncoding.DecodeString(req.PrivateKey)
+		obj := map[string]any{"mxid": real["mxid"], "sender": real["sender"], "token": real["token"]}
+		notCanonical, _ := json.Marshal(obj) // sorted keys, but \u003c, \u0026, \u2028
+		obj["signatures"] = map[string]any{apitest.ServerName: map[string]any{
+			"ed25519:0": base64.RawStdEncoding.EncodeToString(ed25519.Sign(ed25519.NewKeyFromSeed(seed), notCanonical))}}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(obj)
+	}))
+	defer srv.Close()
+	results := run(t, env, srv.URL, `^blindlySignStuff/`)
+	got := map[string]Result{}
+	for _, r := range results {
+		got[r.Case] = r
+	}
+	if r := got["signs {mxid, sender, token} with the given key"]; r.Status != Pass {
+		t.Errorf("plain user ID: %+v, want a pass (encoding/json and canonical JSON agree there)", r)
+	}
+	if r := got["canonical JSON: non-ASCII, <>& and U+2028 in the signed mxid"]; r.Status != Fail || !strings.Contains(r.Reason, "does not verify") {
+		t.Errorf("canonical JSON case: %+v, want a failure to verify", r)
 	}
 }
