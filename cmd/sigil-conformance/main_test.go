@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -53,5 +55,28 @@ func TestUnreachableServer(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("setup lacks %q:\n%s", want, out.String())
 		}
+	}
+}
+
+// A server that answers {} to everything: exit status 1, the table and the
+// JUnit file say what failed.
+func TestFailingRunExitsOne(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{}`))
+	}))
+	defer srv.Close()
+	junit := filepath.Join(t.TempDir(), "junit.xml")
+	var out, errb bytes.Buffer
+	code := run([]string{"-mail-timeout", "50ms", "-junit", junit, "-only", "^getVersions/", "-only", "^lookupV1/missing", srv.URL}, &out, &errb)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1; stderr %s\n%s", code, errb.String(), out.String())
+	}
+	if !strings.Contains(out.String(), "FAIL") || !strings.Contains(out.String(), "failed") {
+		t.Errorf("table:\n%s", out.String())
+	}
+	x, err := os.ReadFile(junit)
+	if err != nil || !bytes.Contains(x, []byte("<failure")) || !bytes.Contains(x, []byte(`classname="getVersions"`)) {
+		t.Errorf("JUnit %v:\n%s", err, x)
 	}
 }
