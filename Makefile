@@ -2,7 +2,7 @@
 GO ?= go
 POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 
-.PHONY: run test test-postgres generate check-generated check-deps lint bench microbench load tidy-check
+.PHONY: run test test-postgres generate check-generated check-deps lint bench microbench load tidy-check conformance conformance-postgres
 
 ## run: start the server with its embedded defaults (127.0.0.1:8090, ./data)
 run:
@@ -20,6 +20,15 @@ test:
 ## test-postgres: the store tests again on PostgreSQL
 test-postgres:
 	SIGIL_TEST_POSTGRES_URL='$(POSTGRES_URL)' $(GO) test -count=1 ./store/...
+
+## conformance: sigil-conformance against a freshly started sigil on SQLite (prints the table;
+##              CONFORMANCE_FLAGS='-junit out.xml -only PATTERN -v' are passed on)
+conformance:
+	POSTGRES_URL='$(POSTGRES_URL)' ./.ci/conformance sqlite $(CONFORMANCE_FLAGS)
+
+## conformance-postgres: the same on a new PostgreSQL database (dropped afterwards)
+conformance-postgres:
+	POSTGRES_URL='$(POSTGRES_URL)' ./.ci/conformance postgres $(CONFORMANCE_FLAGS)
 
 ## generate: spec/*.yaml -> gen/openapi.json -> gen/sigil.gen.go
 generate:

@@ -2,6 +2,8 @@ package handlers
 
 import (
 	"context"
+	"slices"
+	"strings"
 
 	"github.com/sigil-matrix/sigil/gen"
 )
@@ -14,10 +16,17 @@ var supportedVersions = []string{
 	"v1.10", "v1.11", "v1.12", "v1.13", "v1.14", "v1.15", "v1.16", "v1.17", "v1.18",
 }
 
-// GetVersions is GET /_matrix/identity/versions.
+// GetVersions is GET /_matrix/identity/versions. Without the v1 API
+// (api.v1: false) the r0 releases, which define it, are not listed.
 func (s *Server) GetVersions(context.Context, gen.GetVersionsRequestObject) (gen.GetVersionsResponseObject, error) {
+	if s.v1Disabled {
+		return gen.GetVersions200JSONResponse{Versions: v2OnlyVersions}, nil
+	}
 	return gen.GetVersions200JSONResponse{Versions: supportedVersions}, nil
 }
+
+// v2OnlyVersions are the releases without the v1 API (v1.1 removed it).
+var v2OnlyVersions = slices.DeleteFunc(slices.Clone(supportedVersions), func(v string) bool { return strings.HasPrefix(v, "r0.") })
 
 // GetPingV1 is GET /_matrix/identity/api/v1.
 func (s *Server) GetPingV1(context.Context, gen.GetPingV1RequestObject) (gen.GetPingV1ResponseObject, error) {

@@ -62,6 +62,7 @@ func NewHTTP(s *Server, opts HTTPOptions) (*echo.Echo, error) {
 	e.Use(cors)
 	if opts.DisableV1 {
 		e.Use(disableV1)
+		s.v1Disabled = true
 	}
 	e.Use(s.authenticate(v))
 	e.Use(v.Middleware())

@@ -21,6 +21,9 @@ type Server struct {
 	id    *identity.Service
 	log   *slog.Logger
 	pages *Pages
+	// v1Disabled: the v1 API is off (NewHTTP's DisableV1), so /versions
+	// lists no r0 release.
+	v1Disabled bool
 }
 
 // New builds the adapter for svc; errors are logged to log.

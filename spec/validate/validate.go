@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"sort"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/bytedance/sonic"
 	"github.com/getkin/kin-openapi/openapi3"
@@ -220,9 +221,11 @@ func (v *Validator) prepareBody(req *http.Request, rb *openapi3.RequestBody, fas
 // checkJSON reports whether b is JSON, and whether the compiled schema (if
 // any) accepted it. sonic.Valid is the quick syntax check but does not
 // look inside strings; the schema walker does, and encoding/json decides
-// for the bodies the walker did not accept.
+// for the bodies the walker did not accept. JSON is UTF-8: neither sonic
+// nor encoding/json refuses invalid bytes (the decoders would turn them
+// into U+FFFD), so utf8.Valid does.
 func checkJSON(b []byte, fast *fastSchema) (isJSON, accepted bool) {
-	if !sonic.Valid(b) {
+	if !sonic.Valid(b) || !utf8.Valid(b) {
 		return false, false
 	}
 	if fast != nil && fast.validJSON(b) {

@@ -1,0 +1,161 @@
+package conformance
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"regexp"
+	"strings"
+
+	"golang.org/x/text/cases"
+)
+
+// Cases from the spec's prose (not the document): CORS, 3PID case folding,
+// request formats, identifier rules, next_link, terms bookkeeping.
+
+// preflight: browsers' CORS pre-flight (spec: Web browser clients).
+func (r *Runner) preflight(t *T, method, path string) {
+	resp := t.Do(Req{Method: "OPTIONS", Path: path, Raw: true, Header: map[string][]string{
+		"Origin": {"https://client.example.org"}, "Access-Control-Request-Method": {method},
+		"Access-Control-Request-Headers": {"authorization,content-type"},
+	}})
+	if resp.Status < 200 || resp.Status > 299 {
+		t.Errorf("status %d, want 2xx", resp.Status)
+	}
+	if o := resp.Header.Get("Access-Control-Allow-Origin"); o != "*" && o != "https://client.example.org" {
+		t.Errorf("Access-Control-Allow-Origin %q", o)
+	}
+	if m := resp.Header.Get("Access-Control-Allow-Methods"); m != "*" && !containsFold(m, method) {
+		t.Errorf("Access-Control-Allow-Methods %q lacks %s", m, method)
+	}
+	h := resp.Header.Get("Access-Control-Allow-Headers")
+	for _, want := range []string{"Authorization", "Content-Type"} {
+		if h != "*" && !containsFold(h, want) {
+			t.Errorf("Access-Control-Allow-Headers %q lacks %s", h, want)
+		}
+	}
+}
+
+func containsFold(list, item string) bool {
+	for _, f := range strings.Split(list, ",") {
+		if strings.EqualFold(strings.TrimSpace(f), item) {
+			return true
+		}
+	}
+	return false
+}
+
+// corsEverywhere is recorded last: every answer of the run carried
+// Access-Control-Allow-Origin.
+func (r *Runner) corsEverywhere() {
+	if r.answers == 0 {
+		return
+	}
+	r.Case(context.Background(), "(cors)", "every answer carries Access-Control-Allow-Origin", func(t *T) {
+		if r.noCORS > 0 {
+			t.Errorf("%d of %d answers lack it, e.g. %s", r.noCORS, r.answers, r.noCORSExample)
+		}
+	})
+}
+
+var pepperRE = regexp.MustCompile(`^[a-zA-Z0-9]+$`)
+
+// fold is the spec's canonical form of an email address (Unicode full
+// case folding of the whole address).
+func fold(s string) string { return cases.Fold().String(s) }
+
+// requestFormats: what requestToken must accept and refuse.
+func (f *flow) requestFormats(ctx context.Context) {
+	r := f.r
+	op := f.op("emailRequestToken", "emailRequestTokenV2")
+	secret := "conf-" + randomString(12)
+	r.Case(ctx, op, "JSON body without a Content-Type header: accepted", func(t *T) {
+		addr := fmt.Sprintf("conf-%s-%s-noct@example.org", r.run, f.a.name)
+		resp := t.Do(Req{Method: "POST", Path: f.path("/validate/email/requestToken"), Token: f.tok, ContentType: "none",
+			Body: map[string]any{"client_secret": secret, "email": addr, "send_attempt": 1}})
+		t.Expect(resp, 200, "")
+	})
+	if !f.a.v2 {
+		r.Case(ctx, op, "form-encoded body (documented for v1): accepted", func(t *T) {
+			addr := fmt.Sprintf("conf-%s-%s-form@example.org", r.run, f.a.name)
+			form := url.Values{"client_secret": {secret}, "email": {addr}, "send_attempt": {"1"}}
+			resp := t.Do(Req{Method: "POST", Path: f.path("/validate/email/requestToken"), Token: f.tok,
+				ContentType: "application/x-www-form-urlencoded", Body: []byte(form.Encode())})
+			t.Expect(resp, 200, "")
+			if resp.Str("sid") == "" {
+				t.Errorf("no sid")
+			}
+		})
+	}
+	r.Case(ctx, op, "not an email address: 400 M_INVALID_EMAIL", func(t *T) {
+		resp := t.Do(Req{Method: "POST", Path: f.path("/validate/email/requestToken"), Token: f.tok,
+			Body: map[string]any{"client_secret": secret, "email": "not-an-email-address", "send_attempt": 1}})
+		t.Expect(resp, 400, "M_INVALID_EMAIL")
+	})
+	r.Case(ctx, op, "client_secret outside [0-9a-zA-Z.=_-]: 400 M_INVALID_PARAM", func(t *T) {
+		resp := t.Do(Req{Method: "POST", Path: f.path("/validate/email/requestToken"), Token: f.tok,
+			Body: map[string]any{"client_secret": "not a secret!", "email": "nobody@example.org", "send_attempt": 1}})
+		t.Expect(resp, 400, "M_INVALID_PARAM")
+	})
+}
+
+// caseFolding: an address in another case (and with ß) is the same 3PID:
+// the association names the folded address, and lookups find it by it.
+func (f *flow) caseFolding(ctx context.Context) {
+	r := f.r
+	op := f.op("bind3pid", "bindV2")
+	r.Case(ctx, op, "email address is case-folded (Straße@Example.ORG → strasse@example.org)", func(t *T) {
+		if !r.listsAtLeast(1) {
+			t.Skipf("case folding is a rule of v1.1 (MSC2265); the server lists no v1.x version")
+		}
+		s := session{addr: fmt.Sprintf("Conf-%s-%s-Straße@Example.ORG", r.run, f.a.name), secret: "conf-" + randomString(12)}
+		f.requestToken(t, &s, 1)
+		f.readToken(t, &s)
+		t.Expect(f.submit(t, s, s.token), 200, "")
+		resp := t.Do(Req{Method: "POST", Path: f.path("/3pid/bind"), Token: f.tok,
+			Body: map[string]any{"sid": s.sid, "client_secret": s.secret, "mxid": f.mxid}})
+		t.Expect(resp, 200, "")
+		want := fold(s.addr)
+		r.checkAssociation(t, resp.Obj(), want, f.mxid)
+		if !f.bound(t, want) {
+			t.Errorf("lookup does not find the folded address %s", want)
+		}
+	})
+}
+
+// nextLink: GET submitToken redirects to the session's next_link.
+func (f *flow) nextLink(ctx context.Context) {
+	r := f.r
+	op := f.op("emailSubmitTokenGet", "emailSubmitTokenGetV2")
+	r.Case(ctx, op, "next_link given at requestToken: 3XX redirect there", func(t *T) {
+		next := "https://client.example.org/conformance/next?x=1"
+		s := session{addr: fmt.Sprintf("conf-%s-%s-next@example.org", r.run, f.a.name), secret: "conf-" + randomString(12)}
+		resp := t.Do(Req{Method: "POST", Path: f.path("/validate/email/requestToken"), Token: f.tok,
+			Body: map[string]any{"client_secret": s.secret, "email": s.addr, "send_attempt": 1, "next_link": next}})
+		t.Expect(resp, 200, "")
+		s.sid = resp.Str("sid")
+		f.readToken(t, &s)
+		resp = t.Do(Req{Method: "GET", Path: f.path("/validate/email/submitToken"),
+			Query: url.Values{"sid": {s.sid}, "client_secret": {s.secret}, "token": {s.token}}})
+		if resp.Status < 300 || resp.Status > 399 {
+			t.Fatalf("want a redirect, got %s", resp)
+		}
+		if loc := resp.Header.Get("Location"); !strings.HasPrefix(loc, "https://client.example.org/conformance/next") {
+			t.Errorf("Location %q, want the next_link %s", loc, next)
+		}
+	})
+}
+
+// notPublishedBeforeBind: validating publishes nothing.
+func (f *flow) notPublishedBeforeBind(t *T) {
+	if f.bound(t, f.s.addr) {
+		t.Errorf("%s is found by lookup after submitToken, before any bind", f.s.addr)
+	}
+}
+
+// pepperFormat: MSC2134's rule on the pepper.
+func pepperFormat(t *T, pepper string) {
+	if !pepperRE.MatchString(pepper) {
+		t.Errorf("lookup_pepper %q does not match [a-zA-Z0-9]+", pepper)
+	}
+}
