@@ -28,9 +28,12 @@ type Source struct {
 	// Path is the file on disk, against which its relative $refs are
 	// resolved ("" for a document without file refs).
 	Path string
-	// Prefer: its operations take precedence over another file's
-	// conflicting definition of the same operation (see ConfigFile).
+	// Prefer: its operations (and schemas, security schemes) take
+	// precedence over another file's conflicting definition of the same
+	// (see ConfigFile).
 	Prefer bool
+	// Root is the spec directory Path lies in, if known.
+	Root string
 }
 
 // DocumentInfo describes the merged document `make generate` writes.
@@ -108,7 +111,7 @@ func ConvertFile(src Source) (*openapi3.T, []string, error) {
 	}
 	var changes []string
 	if src.Path != "" {
-		c, err := resolveFileRefs(doc, src.Path, v3)
+		c, err := resolveFileRefs(doc, src.Path, src.Root, v3)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", src.Name, err)
 		}
@@ -168,7 +171,7 @@ func Convert(ctx context.Context, srcs []Source, info openapi3.Info) (*Result, e
 		Components: &openapi3.Components{Schemas: openapi3.Schemas{}, SecuritySchemes: openapi3.SecuritySchemes{}},
 	}
 	res := &Result{Doc: merged}
-	m := &merger{into: merged, ops: map[string]mergedOp{}, opIDs: map[string]string{}, comps: map[string]string{}}
+	m := &merger{into: merged, ops: map[string]mergedOp{}, opIDs: map[string]string{}, comps: map[string]Source{}}
 	for _, src := range srcs {
 		doc, changes, err := ConvertFile(src)
 		if err != nil {
@@ -216,7 +219,7 @@ type merger struct {
 	into    *openapi3.T
 	ops     map[string]mergedOp // "METHOD path"
 	opIDs   map[string]string   // operationId -> "METHOD path"
-	comps   map[string]string   // "schema X" -> file that defined it
+	comps   map[string]Source   // "schema X" -> the file whose definition is kept
 	changes []string
 }
 
@@ -267,18 +270,27 @@ func (m *merger) add(doc *openapi3.T, src Source) error {
 	return nil
 }
 
-// component adds a named component; the same name must mean the same.
+// component adds a named component; the same name must mean the same,
+// unless exactly one of the two files is preferred.
 func (m *merger) component(kind, name string, v any, src Source, set func(any), prev any) error {
 	key := kind + " " + name
 	if other, ok := m.comps[key]; ok {
 		a, _ := json.Marshal(prev)
 		b, _ := json.Marshal(v)
-		if string(a) != string(b) {
-			return fmt.Errorf("%s and %s define %s %q differently", other, src.Name, kind, name)
+		switch {
+		case string(a) == string(b):
+		case other.Prefer && !src.Prefer:
+			m.changes = append(m.changes, fmt.Sprintf("merge: %s %q: %s takes precedence over %s", kind, name, other.Name, src.Name))
+		case src.Prefer && !other.Prefer:
+			m.changes = append(m.changes, fmt.Sprintf("merge: %s %q: %s takes precedence over %s", kind, name, src.Name, other.Name))
+			m.comps[key] = src
+			set(v)
+		default:
+			return fmt.Errorf("%s and %s define %s %q differently", other.Name, src.Name, kind, name)
 		}
 		return nil
 	}
-	m.comps[key] = src.Name
+	m.comps[key] = src
 	set(v)
 	return nil
 }

@@ -35,6 +35,10 @@ func ReadDir(dir string) ([]Source, error) {
 	if err != nil {
 		return nil, err
 	}
+	root, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
 	var srcs []Source
 	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -79,7 +83,7 @@ func ReadDir(dir string) ([]Source, error) {
 		if err != nil {
 			return err
 		}
-		srcs = append(srcs, Source{Name: rel, Data: data, Path: abs, Prefer: cfg.prefers(rel)})
+		srcs = append(srcs, Source{Name: rel, Data: data, Path: abs, Root: root, Prefer: cfg.prefers(rel)})
 		return nil
 	})
 	if err != nil {

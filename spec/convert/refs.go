@@ -28,9 +28,10 @@ import (
 // Keywords beside such a $ref are kept: for an inlined target they
 // override its keywords (reported); beside a schema $ref they are left for
 // the ref-siblings fix-up.
-func resolveFileRefs(doc map[string]any, file string, v3 bool) ([]string, error) {
+func resolveFileRefs(doc map[string]any, file, specRoot string, v3 bool) ([]string, error) {
 	r := &refResolver{
-		root: filepath.Dir(file), cache: map[string]any{}, names: map[string]string{},
+		specRoot: specRoot,
+		root:     filepath.Dir(file), cache: map[string]any{}, names: map[string]string{},
 		byTarget: map[string]string{}, resolving: map[string]bool{}, defs: map[string]any{},
 	}
 	r.prefix, r.defsAt = "#/definitions/", []string{"definitions"}
@@ -68,6 +69,7 @@ func resolveFileRefs(doc map[string]any, file string, v3 bool) ([]string, error)
 }
 
 type refResolver struct {
+	specRoot  string // the spec directory ("" if unknown)
 	file      string // the document
 	root      string // its folder: messages name files relative to it
 	prefix    string
@@ -100,7 +102,7 @@ func (r *refResolver) walk(v any, base, at string, inSchema bool) (any, error) {
 		}
 		out := make(map[string]any, len(t))
 		for _, k := range sortedKeys(t) {
-			child, where := t[k], at+"/"+k
+			child, where := t[k], at+"/"+escapePointer(k)
 			var err error
 			switch {
 			case dataKeys[k]:
@@ -140,7 +142,7 @@ func (r *refResolver) walkEach(v any, base, at string) (any, error) {
 	out := make(map[string]any, len(m))
 	for _, name := range sortedKeys(m) {
 		var err error
-		if out[name], err = r.walk(m[name], base, at+"/"+name, true); err != nil {
+		if out[name], err = r.walk(m[name], base, at+"/"+escapePointer(name), true); err != nil {
 			return nil, err
 		}
 	}
@@ -159,6 +161,7 @@ func (r *refResolver) ref(m map[string]any, ref, base, at string, inSchema bool)
 		}
 		target = filepath.Join(filepath.Dir(base), filepath.FromSlash(file))
 	}
+	target = r.inside(target, file)
 	content, err := r.load(target, frag)
 	if err != nil {
 		return nil, fmt.Errorf("%s (in %s): $ref %q: %w", at, r.rel(base), ref, err)
@@ -204,6 +207,34 @@ func (r *refResolver) ref(m map[string]any, ref, base, at string, inSchema bool)
 		r.changes = append(r.changes, fmt.Sprintf("ref-siblings: %s: %s beside $ref %s overrides the target's", at, k, ref))
 	}
 	return obj, nil
+}
+
+// inside applies the rule for a tree dropped flat into spec/: a ref that
+// leaves the spec directory (upstream's `../client-server/...` and
+// `../../schemas/...` from api/identity) and finds nothing there is looked
+// up inside it, with its leading `../` removed (spec/client-server/...,
+// spec/schemas/...). Nothing outside spec/ is read unless it exists where
+// the ref points.
+func (r *refResolver) inside(target, ref string) string {
+	if r.specRoot == "" {
+		return target
+	}
+	if rel, err := filepath.Rel(r.specRoot, target); err != nil || !strings.HasPrefix(rel, "..") {
+		return target
+	}
+	if _, err := os.Stat(target); err == nil {
+		return target
+	}
+	trimmed := filepath.ToSlash(ref)
+	for strings.HasPrefix(trimmed, "../") {
+		trimmed = trimmed[3:]
+	}
+	alt := filepath.Join(r.specRoot, filepath.FromSlash(trimmed))
+	if _, err := os.Stat(alt); err == nil {
+		r.changes = append(r.changes, fmt.Sprintf("file-refs: %s outside spec/ not found, read from spec/%s", ref, trimmed))
+		return alt
+	}
+	return target
 }
 
 // hoist makes the target a named schema of the document, once.
@@ -287,7 +318,7 @@ func (r *refResolver) load(file, frag string) (any, error) {
 	if !ok {
 		data, err := os.ReadFile(file)
 		if err != nil {
-			return nil, fmt.Errorf("cannot read %s (resolved relative to the referring file)", r.rel(file))
+			return nil, fmt.Errorf("cannot read %s (resolved relative to the referring file; a ref leaving spec/ is also looked for inside spec/ without its leading ../)", r.rel(file))
 		}
 		parsed, err := parseAny(data)
 		if err != nil {
@@ -349,4 +380,9 @@ func lookupPath(v any, keys ...string) any {
 		v = m[k]
 	}
 	return v
+}
+
+// escapePointer escapes a key for a JSON pointer ("/3pid/bind" → "~13pid~1bind").
+func escapePointer(k string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(k, "~", "~0"), "/", "~1")
 }

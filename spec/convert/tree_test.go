@@ -605,3 +605,32 @@ func TestTreeDuplicateOperations(t *testing.T) {
 		t.Errorf("operationId clash: %v", err)
 	}
 }
+
+func TestTreeDroppedFlatWithItsFragmentFolders(t *testing.T) {
+	// The identity files flat in spec/, and the folders their refs leave
+	// for (client-server/..., schemas/...) dropped into spec/ too.
+	out := mustRegenerate(t, map[string]string{
+		"lookup.yaml":                                 upstreamLookup,
+		"definitions/mappings.yaml":                   upstreamFragments["api/identity/definitions/mappings.yaml"],
+		"client-server/definitions/errors/error.yaml": upstreamFragments["api/client-server/definitions/errors/error.yaml"],
+		"schemas/server-signatures.yaml":              upstreamFragments["schemas/server-signatures.yaml"],
+	})
+	if out.res.Doc.Components.Schemas["Error"] == nil || out.res.Doc.Components.Schemas["ServerSignatures"] == nil {
+		t.Errorf("schemas %v", sortedKeys(out.res.Doc.Components.Schemas))
+	}
+}
+
+func TestTreePreferredComponents(t *testing.T) {
+	sec := func(desc string) string {
+		return strings.Replace(ping("ping", "P"), "paths:", "securityDefinitions:\n  accessToken: {type: apiKey, in: header, name: Authorization, description: "+desc+"}\npaths:", 1)
+	}
+	files := map[string]string{"ping.yaml": sec("Ours"), "upstream/ping.yaml": sec("Theirs")}
+	if _, err := regenerate(t, tree(t, files)); err == nil || !strings.Contains(err.Error(), `security scheme "accessToken"`) {
+		t.Errorf("err = %v", err)
+	}
+	files[ConfigFile] = "prefer: ['*.yaml']\n"
+	out := mustRegenerate(t, files)
+	if d := out.res.Doc.Components.SecuritySchemes["accessToken"].Value.Description; d != "Ours" {
+		t.Errorf("kept %q", d)
+	}
+}
