@@ -1,7 +1,9 @@
 package handlers_test
 
 import (
+	"bytes"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -65,7 +67,9 @@ func TestDuplicateKeysAreRefused(t *testing.T) {
 // middleware) untouched; it is refused with a 500 and its handler never runs.
 func TestRouteWithoutOperationIsRefused(t *testing.T) {
 	env := apitest.New(t)
-	e, err := handlers.NewHTTP(handlers.New(env.Identity, nil), handlers.HTTPOptions{})
+	var logged bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logged, nil))
+	e, err := handlers.NewHTTP(handlers.New(env.Identity, log), handlers.HTTPOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,6 +91,9 @@ func TestRouteWithoutOperationIsRefused(t *testing.T) {
 	}
 	if called {
 		t.Error("a route without an operation was served")
+	}
+	if !strings.Contains(logged.String(), "route GET /_matrix/identity/v2/extra serves no operation") {
+		t.Errorf("refusal not logged: %s", logged.String())
 	}
 	// Unrouted requests still get Echo's 404/405, as Matrix errors.
 	for _, r := range []struct {

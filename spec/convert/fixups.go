@@ -378,14 +378,14 @@ func visitSchemas(doc map[string]any, fn func(s map[string]any, at string)) {
 				fn(t, at)
 			}
 			for _, k := range sortedKeys(t) {
-				child, where := t[k], at+"/"+k
+				child, where := t[k], at+"/"+escapePointer(k)
 				switch {
 				case dataKeys[k]:
 				case inSchema && schemaMaps[k], !inSchema && at == "" && k == "definitions",
 					!inSchema && at == "/components" && k == "schemas":
 					if m, ok := child.(map[string]any); ok {
 						for _, name := range sortedKeys(m) {
-							walk(m[name], where+"/"+name, true)
+							walk(m[name], where+"/"+escapePointer(name), true)
 						}
 					}
 				case inSchema && (schemaKeys[k] || schemaLists[k]), !inSchema && k == "schema":
