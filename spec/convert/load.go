@@ -6,6 +6,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"regexp"
 	"strings"
 )
 
@@ -69,9 +70,10 @@ func ReadDir(dir string) ([]Source, error) {
 		}
 		doc, err := ParseYAML(data)
 		if err != nil {
-			// A YAML file that is not a mapping (a list of examples, say)
-			// cannot be an API document.
-			if strings.Contains(err.Error(), "not a mapping") {
+			// A file that does not parse is an error only if it says it
+			// is an API document; a list of examples, a template or a
+			// broken fragment nothing refers to is none of ours.
+			if !versionLine.Match(data) {
 				return nil
 			}
 			return fmt.Errorf("%s: %w", rel, err)
@@ -103,6 +105,9 @@ func IsAPIDocument(doc map[string]any) bool {
 	_, paths := doc["paths"]
 	return (swagger || openapi) && paths
 }
+
+// versionLine is the top-level key that makes a file an API document.
+var versionLine = regexp.MustCompile(`(?m)^(swagger|openapi)\s*:`)
 
 func readConfig(dir string) (Config, error) {
 	var cfg Config

@@ -436,7 +436,12 @@ func TestTreeFindsDocumentsRecursivelySkippingOthers(t *testing.T) {
 		"schemas/no-paths.yaml":  "swagger: '2.0'\ninfo: {title: Q, version: '1'}\n",
 		"examples/example.yaml":  "{}\n",
 		"definitions/empty.yaml": "",
+		"templates/broken.yaml":  "{{ .Name }}: [\n",
 	})
+	// A document that says it is one and does not parse is an error.
+	if _, err := regenerate(t, tree(t, map[string]string{"ping.yaml": ping("/_matrix/identity/api/v1", "pingV1"), "bad.yaml": "swagger: '2.0'\npaths: [\n"})); err == nil || !strings.Contains(err.Error(), "bad.yaml") {
+		t.Errorf("broken API document: %v", err)
+	}
 	sum := Summary(out.res.Doc)
 	if !strings.Contains(sum, "pingV1") || !strings.Contains(sum, "pingV2") || strings.Contains(sum, "pingV3") || strings.Contains(sum, "pingV4") {
 		t.Errorf("operations:\n%s", sum)
