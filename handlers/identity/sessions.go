@@ -94,6 +94,8 @@ func (s *Service) RequestPhoneToken(ctx context.Context, r TokenRequest, country
 
 // startSession creates or reuses a validation session under the
 // send_attempt rules and reports whether a message should go out.
+// client_secret's grammar is stated by the spec and enforced by the
+// validator (every caller is an HTTP operation), so it is not checked here.
 func (s *Service) startSession(ctx context.Context, r TokenRequest, medium, address string) (store.Session, bool, error) {
 	next, err := s.checkNextLink(r.NextLink)
 	if err != nil {

@@ -639,3 +639,48 @@ func TestTreePreferredComponents(t *testing.T) {
 		t.Errorf("kept %q", d)
 	}
 }
+
+func TestTreeSchemaNameCollisions(t *testing.T) {
+	errDoc := func(desc string) string {
+		return "type: object\ntitle: Error\ndescription: " + desc + "\nproperties:\n  errcode: {type: string}\n"
+	}
+	out := mustRegenerate(t, map[string]string{
+		"api/identity/things.yaml": `
+swagger: '2.0'
+info: {title: Things, version: "1"}
+basePath: /_matrix/identity/v2
+definitions:
+  Sid: {type: string}
+paths:
+  "/a":
+    get:
+      operationId: getA
+      responses:
+        200: {description: A, schema: {$ref: "../client-server/errors/error.yaml"}}
+        400: {description: B, schema: {$ref: "../federation/errors/error.yaml"}}
+        401: {description: C, schema: {$ref: "../federation/errors/error.yaml"}}
+        403: {description: D, schema: {$ref: "definitions/sid.yaml"}}
+`,
+		"api/client-server/errors/error.yaml": errDoc("client-server"),
+		"api/federation/errors/error.yaml":    errDoc("federation"),
+		"api/identity/definitions/sid.yaml":   "type: object\nproperties:\n  sid: {type: string}\n",
+	})
+	s := out.res.Doc.Components.Schemas
+	if s["Error"] == nil || s["ErrorsError"] == nil || s["DefinitionsSid"] == nil || s["Sid"].Value.Type.Is("object") {
+		t.Errorf("schemas %v", sortedKeys(s))
+	}
+	if s["Error"].Value.Description != "client-server" || s["ErrorsError"].Value.Description != "federation" {
+		t.Error("names not given in the order the refs are met")
+	}
+}
+
+func TestIdentifier(t *testing.T) {
+	for in, want := range map[string]string{
+		"3PID mappings": "3PIDMappings", "request_email_validation": "RequestEmailValidation",
+		"server-signatures": "ServerSignatures", "Error": "Error", "naïve": "NaVe", "": "",
+	} {
+		if got := identifier(in); got != want {
+			t.Errorf("identifier(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
