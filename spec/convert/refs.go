@@ -209,32 +209,24 @@ func (r *refResolver) ref(m map[string]any, ref, base, at string, inSchema bool)
 	return obj, nil
 }
 
-// inside applies the rule for a tree dropped flat into spec/: a ref that
-// leaves the spec directory (upstream's `../client-server/...` and
-// `../../schemas/...` from api/identity) and finds nothing there is looked
-// up inside it, with its leading `../` removed (spec/client-server/...,
-// spec/schemas/...). Nothing outside spec/ is read unless it exists where
-// the ref points.
+// inside keeps every read within the spec directory, so the output
+// depends on nothing outside it: a ref that leaves spec/ (upstream's
+// `../client-server/...` and `../../schemas/...` from api/identity, when
+// the identity files are dropped flat) is looked up inside spec/ with its
+// leading `../` removed (spec/client-server/..., spec/schemas/...).
 func (r *refResolver) inside(target, ref string) string {
 	if r.specRoot == "" {
 		return target
 	}
-	if rel, err := filepath.Rel(r.specRoot, target); err != nil || !strings.HasPrefix(rel, "..") {
-		return target
-	}
-	if _, err := os.Stat(target); err == nil {
+	if rel, err := filepath.Rel(r.specRoot, target); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
 		return target
 	}
 	trimmed := filepath.ToSlash(ref)
 	for strings.HasPrefix(trimmed, "../") {
 		trimmed = trimmed[3:]
 	}
-	alt := filepath.Join(r.specRoot, filepath.FromSlash(trimmed))
-	if _, err := os.Stat(alt); err == nil {
-		r.changes = append(r.changes, fmt.Sprintf("file-refs: %s outside spec/ not found, read from spec/%s", ref, trimmed))
-		return alt
-	}
-	return target
+	r.changes = append(r.changes, fmt.Sprintf("file-refs: %s leaves spec/: read from spec/%s", ref, trimmed))
+	return filepath.Join(r.specRoot, filepath.FromSlash(trimmed))
 }
 
 // hoist makes the target a named schema of the document, once.
@@ -318,7 +310,7 @@ func (r *refResolver) load(file, frag string) (any, error) {
 	if !ok {
 		data, err := os.ReadFile(file)
 		if err != nil {
-			return nil, fmt.Errorf("cannot read %s (resolved relative to the referring file; a ref leaving spec/ is also looked for inside spec/ without its leading ../)", r.rel(file))
+			return nil, fmt.Errorf("cannot read %s (resolved relative to the referring file; a ref that leaves spec/ is read inside spec/ without its leading ../)", r.rel(file))
 		}
 		parsed, err := parseAny(data)
 		if err != nil {

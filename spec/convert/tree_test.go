@@ -684,3 +684,23 @@ func TestIdentifier(t *testing.T) {
 		}
 	}
 }
+
+func TestTreeNeverReadsOutsideSpec(t *testing.T) {
+	// The file a flat tree's ref points to exists outside spec/, beside
+	// it: it is not read (the output depends on spec/ alone).
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "client-server", "definitions", "errors"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "client-server", "definitions", "errors", "error.yaml"), []byte("type: object\ntitle: Outside\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	spec := treeAt(t, root, map[string]string{
+		"lookup.yaml":                    upstreamLookup,
+		"definitions/mappings.yaml":      upstreamFragments["api/identity/definitions/mappings.yaml"],
+		"schemas/server-signatures.yaml": upstreamFragments["schemas/server-signatures.yaml"],
+	})
+	if _, err := regenerate(t, spec); err == nil || !strings.Contains(err.Error(), "client-server/definitions/errors/error.yaml") {
+		t.Errorf("a file outside spec/ was read: %v", err)
+	}
+}
