@@ -2,7 +2,7 @@
 GO ?= go
 POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 
-.PHONY: run test test-postgres generate check-generated check-deps lint bench microbench load tidy-check conformance conformance-postgres
+.PHONY: run test test-postgres generate check-generated regen-check check-deps lint bench microbench load tidy-check conformance conformance-postgres
 
 ## run: start the server with its embedded defaults (127.0.0.1:8090, ./data)
 run:
@@ -38,6 +38,11 @@ generate:
 check-generated: generate
 	@git diff --exit-code --stat -- gen/ || (echo "generated code is stale: run 'make generate' and commit gen/"; exit 1)
 	@test -z "$$(git ls-files --others --exclude-standard gen/)" || (echo "untracked generated files in gen/"; exit 1)
+
+## regen-check: regenerate a copy of the project with an extra upstream-style Swagger tree in a
+##              subfolder of spec/; its operation must reach the document and the compiler name its method
+regen-check:
+	@./.ci/regen-check
 
 ## check-deps: the layout's dependency rules (README, "How it is built"), on `go list`
 check-deps:

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/labstack/echo/v4"
 
@@ -15,10 +16,16 @@ import (
 	"github.com/sigil-matrix/sigil/spec/validate"
 )
 
-// termsExempt are the authenticated operations a user may call before
-// accepting the terms: accepting them, and logging out. Keys are lower
-// case: the embedded document carries oapi-codegen's capitalised ids.
-var termsExempt = map[string]bool{"agreetoterms": true, "logout": true}
+// TermsExemptExtension marks, in the spec, the authenticated operations a
+// user may call before accepting the current terms (accepting them, and
+// logging out): `x-terms-exempt: true` on the operation.
+const TermsExemptExtension = "x-terms-exempt"
+
+// termsExempt reports whether the operation carries the extension.
+func termsExempt(op *openapi3.Operation) bool {
+	exempt, _ := op.Extensions[TermsExemptExtension].(bool)
+	return exempt
+}
 
 // accessToken reads the token from `Authorization: Bearer`, or from the
 // `access_token` query parameter, which Synapse still sends on hash_details.
@@ -59,7 +66,7 @@ func (s *Server) checkAuth(c echo.Context, route *routers.Route, next echo.Handl
 	if err != nil {
 		return err
 	}
-	if !termsExempt[op] {
+	if !termsExempt(route.Operation) {
 		if err := s.id.CheckTerms(r.Context(), user); err != nil {
 			return err
 		}

@@ -16,6 +16,13 @@ import (
 // encoding/json cost several times what the lookups themselves do.
 type sonicJSON struct{}
 
+// bodyJSON decodes request bodies. Keys match case-sensitively: the
+// validator checked the body under its exact keys (JSON is case-sensitive),
+// and encoding/json's (and sonic's default) case-insensitive matching would
+// let `"Threepids"` replace the validated `"threepids"` (issue 10).
+// Duplicate keys never get here: the validator refuses them.
+var bodyJSON = sonic.Config{CaseSensitive: true}.Froze()
+
 func (sonicJSON) Serialize(c echo.Context, i any, indent string) error {
 	enc := sonic.ConfigStd.NewEncoder(c.Response())
 	if indent != "" {
@@ -31,10 +38,10 @@ func (sonicJSON) Deserialize(c echo.Context, i any) error {
 		// writes to it: decode it in place, rather than through a stream
 		// decoder's growing buffer or Unmarshal's defensive copy.
 		if data := b.Bytes(); len(data) > 0 {
-			err = sonic.ConfigDefault.UnmarshalFromString(unsafe.String(&data[0], len(data)), i)
+			err = bodyJSON.UnmarshalFromString(unsafe.String(&data[0], len(data)), i)
 		}
 	} else {
-		err = sonic.ConfigDefault.NewDecoder(c.Request().Body).Decode(i)
+		err = bodyJSON.NewDecoder(c.Request().Body).Decode(i)
 	}
 	if err != nil {
 		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("decode JSON: %v", err)).SetInternal(err)

@@ -55,7 +55,7 @@ func (s *Server) GetHashDetails(ctx context.Context, _ gen.GetHashDetailsRequest
 // LookupV2 is POST /_matrix/identity/v2/lookup.
 func (s *Server) LookupV2(ctx context.Context, req gen.LookupV2RequestObject) (gen.LookupV2ResponseObject, error) {
 	b := req.Body
-	mappings, err := s.id.HashedLookup(ctx, b.Algorithm, b.Pepper, b.Addresses)
+	mappings, err := s.id.HashedLookup(ctx, string(b.Algorithm), b.Pepper, b.Addresses)
 	if err != nil {
 		return nil, err
 	}

@@ -73,6 +73,12 @@ func NewHTTP(s *Server, opts HTTPOptions) (*echo.Echo, error) {
 	}
 	strict := gen.NewStrictHandler(s, []gen.StrictMiddlewareFunc{withRequestInfo})
 	gen.RegisterHandlers(e, strict)
+	// The validator takes its routes from the generated router. A route
+	// that serves no operation of the document is a build defect: refuse
+	// to start (one added later is refused per request, 500).
+	if unbound := v.Bind(e.Routes()); len(unbound) > 0 {
+		return nil, fmt.Errorf("routes serving no operation of the API description: %s", strings.Join(unbound, ", "))
+	}
 	return e, nil
 }
 

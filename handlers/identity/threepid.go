@@ -17,17 +17,6 @@ const (
 	mediumMSISDN = "msisdn"
 )
 
-var clientSecretRE = regexp.MustCompile(`^[0-9a-zA-Z.=_-]{1,255}$`)
-
-// checkClientSecret applies the spec's client_secret grammar, which the 2018
-// files do not state.
-func checkClientSecret(s string) error {
-	if !clientSecretRE.MatchString(s) {
-		return matrixerr.InvalidParam("client_secret must be 1-255 characters of [0-9a-zA-Z.=_-]")
-	}
-	return nil
-}
-
 // foldCase applies Unicode full case folding (MSC2265). ASCII, nearly
 // every address, folds to lower case and is done here without x/text: the
 // transformer allocated enough to dominate a 1,000-address bulk lookup. A

@@ -180,9 +180,14 @@ func TestMergeRefusesClashes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srcs := []Source{{Name: "a.yaml", Data: data}, {Name: "b.yaml", Data: data}}
-	if _, err := Convert(context.Background(), srcs, openapi3.Info{Title: "t", Version: "1"}); err == nil || !strings.Contains(err.Error(), "already defined") {
-		t.Errorf("duplicate operations merged: %v", err)
+	other := []byte(strings.Replace(string(data), "Publish an association", "Publish another association", 1))
+	srcs := []Source{{Name: "a.yaml", Data: data}, {Name: "b.yaml", Data: other}}
+	if _, err := Convert(context.Background(), srcs, openapi3.Info{Title: "t", Version: "1"}); err == nil || !strings.Contains(err.Error(), "a.yaml and b.yaml define POST /_matrix/identity/api/v1/bind differently") {
+		t.Errorf("conflicting operations merged: %v", err)
+	}
+	srcs[1].Data = data
+	if _, err := Convert(context.Background(), srcs, openapi3.Info{Title: "t", Version: "1"}); err != nil {
+		t.Errorf("identical operations do not merge: %v", err)
 	}
 }
 

@@ -1,6 +1,7 @@
 package convert
 
 import (
+	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
@@ -26,6 +27,9 @@ var Fixups = []Fixup{
 	{"default-errors", fixDefaultErrors},
 	{"parameter-examples", fixParameterExamples},
 	{"fold-base-path", foldBasePath},
+	{"tuple-items", fixTupleItems},
+	{"array-examples", fixArrayExamples},
+	{"ref-siblings", fixRefSiblings},
 }
 
 // ApplyFixups runs every fixup on doc and returns what was changed.
@@ -360,5 +364,154 @@ func foldBasePath(doc map[string]any) []string {
 			changes = append(changes, fmt.Sprintf("removed %s %v", k, v))
 		}
 	}
+	return changes
+}
+
+// visitSchemas calls fn on every schema of doc (Swagger 2.0 or OpenAPI
+// 3), depth first, parents before children, with its JSON pointer.
+func visitSchemas(doc map[string]any, fn func(s map[string]any, at string)) {
+	var walk func(v any, at string, inSchema bool)
+	walk = func(v any, at string, inSchema bool) {
+		switch t := v.(type) {
+		case map[string]any:
+			if inSchema {
+				fn(t, at)
+			}
+			for _, k := range sortedKeys(t) {
+				child, where := t[k], at+"/"+escapePointer(k)
+				switch {
+				case dataKeys[k]:
+				case inSchema && schemaMaps[k], !inSchema && at == "" && k == "definitions",
+					!inSchema && at == "/components" && k == "schemas":
+					if m, ok := child.(map[string]any); ok {
+						for _, name := range sortedKeys(m) {
+							walk(m[name], where+"/"+escapePointer(name), true)
+						}
+					}
+				case inSchema && (schemaKeys[k] || schemaLists[k]), !inSchema && k == "schema":
+					walk(child, where, true)
+				default:
+					walk(child, where, false)
+				}
+			}
+		case []any:
+			for i := range t {
+				walk(t[i], fmt.Sprintf("%s/%d", at, i), inSchema)
+			}
+		}
+	}
+	walk(doc, "", false)
+}
+
+// fixTupleItems: Swagger 2.0 and OpenAPI 3.0 take one schema for `items`,
+// but upstream's bulk_lookup writes the tuple form `items: [{type:
+// string}, {type: string}]` (JSON Schema draft 4), which kin-openapi cannot
+// decode. Identical item schemas become that one schema with the tuple's
+// length as minItems/maxItems (unless stated); differing ones become
+// `anyOf` of them, which keeps every item valid that was.
+func fixTupleItems(doc map[string]any) []string {
+	var changes []string
+	visitSchemas(doc, func(s map[string]any, at string) {
+		list, ok := s["items"].([]any)
+		if !ok {
+			return
+		}
+		n := len(list)
+		same := n > 0
+		for _, it := range list[1:] {
+			same = same && fmt.Sprint(it) == fmt.Sprint(list[0])
+		}
+		switch {
+		case n == 0:
+			delete(s, "items")
+		case same:
+			s["items"] = list[0]
+		default:
+			s["items"] = map[string]any{"anyOf": list}
+		}
+		if _, ok := s["minItems"]; !ok {
+			s["minItems"] = n
+		}
+		if _, ok := s["maxItems"]; !ok {
+			s["maxItems"] = n
+		}
+		changes = append(changes, fmt.Sprintf("%s: tuple of %d items -> items with minItems/maxItems", at, n))
+	})
+	return changes
+}
+
+// fixArrayExamples: a string `example` on an array schema (v2_terms.yaml's
+// user_accepts) fails example validation. It becomes a one-item list, or
+// the list it spells when it is a JSON array.
+func fixArrayExamples(doc map[string]any) []string {
+	var changes []string
+	visitSchemas(doc, func(s map[string]any, at string) {
+		ex, ok := s["example"].(string)
+		if !ok || !hasType(s, "array") {
+			return
+		}
+		var list []any
+		if err := json.Unmarshal([]byte(ex), &list); err != nil {
+			list = []any{ex}
+		}
+		s["example"] = list
+		changes = append(changes, fmt.Sprintf("%s: string example -> list", at))
+	})
+	return changes
+}
+
+func hasType(s map[string]any, name string) bool {
+	switch t := s["type"].(type) {
+	case string:
+		return t == name
+	case []any:
+		for _, x := range t {
+			if x == name {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// annotations are keywords that describe and do not constrain.
+var annotations = map[string]bool{
+	"description": true, "title": true, "example": true, "examples": true, "summary": true,
+	"readOnly": true, "writeOnly": true, "deprecated": true, "externalDocs": true,
+}
+
+// fixRefSiblings: keywords beside a `$ref` are ignored by Swagger 2.0,
+// OpenAPI 3.0 and kin-openapi, so the converter dropped them silently.
+// Beside a schema $ref, constraining keywords (nullable, pattern, enum...)
+// keep their meaning: the schema becomes `allOf: [{$ref}]` with them. Mere
+// annotations (description, example...) are dropped, and every drop is
+// reported.
+func fixRefSiblings(doc map[string]any) []string {
+	var changes []string
+	visitSchemas(doc, func(s map[string]any, at string) {
+		ref, ok := s["$ref"]
+		if !ok || len(s) == 1 {
+			return
+		}
+		var kept, dropped []string
+		for _, k := range sortedKeys(s) {
+			switch {
+			case k == "$ref":
+			case annotations[k] || strings.HasPrefix(k, "x-"):
+				dropped = append(dropped, k)
+				delete(s, k)
+			default:
+				kept = append(kept, k)
+			}
+		}
+		if len(kept) > 0 {
+			delete(s, "$ref")
+			s["allOf"] = []any{map[string]any{"$ref": ref}}
+			changes = append(changes, fmt.Sprintf("%s: %s beside $ref %v kept (allOf)", at, strings.Join(kept, ", "), ref))
+		}
+		if len(dropped) > 0 {
+			changes = append(changes, fmt.Sprintf("%s: %s beside $ref %v dropped (annotations)", at, strings.Join(dropped, ", "), ref))
+		}
+	})
 	return changes
 }

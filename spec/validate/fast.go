@@ -152,6 +152,54 @@ func (f *fastSchema) validJSON(data []byte) bool {
 type walker struct {
 	b []byte
 	i int
+	// dup is set when an object repeats a key: decoders keep one of the
+	// values (encoding/json and sonic the last), so what a handler got
+	// could differ from what was validated. Such bodies are refused.
+	dup bool
+	// scanOnly accepts every scalar: the walk only looks for duplicate keys.
+	scanOnly bool
+}
+
+// hasDuplicateKeys reports whether the valid JSON in data has an object
+// that repeats a key.
+func hasDuplicateKeys(data []byte) bool {
+	w := walker{b: data, scanOnly: true}
+	anything.check(&w)
+	return w.dup
+}
+
+// keySet holds the keys of one object; most have a few, kept on the stack.
+type keySet struct {
+	small [8][]byte
+	n     int
+	more  map[string]struct{}
+}
+
+// add reports whether k is new.
+func (s *keySet) add(k []byte) bool {
+	if s.more != nil {
+		if _, ok := s.more[string(k)]; ok {
+			return false
+		}
+		s.more[string(k)] = struct{}{}
+		return true
+	}
+	for _, prev := range s.small[:s.n] {
+		if string(prev) == string(k) {
+			return false
+		}
+	}
+	if s.n < len(s.small) {
+		s.small[s.n] = k
+		s.n++
+		return true
+	}
+	s.more = make(map[string]struct{}, 2*len(s.small))
+	for _, prev := range s.small {
+		s.more[string(prev)] = struct{}{}
+	}
+	s.more[string(k)] = struct{}{}
+	return true
 }
 
 // ws skips white space and returns the new position.
@@ -239,20 +287,23 @@ func (f *fastSchema) check(w *walker) bool {
 		return f.allows(tArray) && f.checkArray(w)
 	case c == '"':
 		b, ok := w.text()
-		return ok && f.allows(tString) && f.stringOK(b)
+		return ok && (w.scanOnly || f.allows(tString) && f.stringOK(b))
 	case c == 't' || c == 'f':
 		w.i += 4
 		if c == 'f' {
 			w.i++
 		}
-		return f.allows(tBoolean) && f.enumOK(c == 't')
+		return w.scanOnly || f.allows(tBoolean) && f.enumOK(c == 't')
 	case c == 'n':
 		w.i += 4
-		return f.nullable || f.allows(tNull)
+		return w.scanOnly || f.nullable || f.allows(tNull)
 	default:
 		start := w.i
 		for w.i < len(w.b) && strings.IndexByte("+-.0123456789eE", w.b[w.i]) >= 0 {
 			w.i++
+		}
+		if w.scanOnly {
+			return true
 		}
 		x, err := strconv.ParseFloat(string(w.b[start:w.i]), 64)
 		return err == nil && f.numberOK(x)
@@ -264,7 +315,8 @@ func (f *fastSchema) checkObject(w *walker) bool {
 		return false // enum on objects: let kin-openapi decide
 	}
 	var seen uint64 // bit i: required[i] present
-	w.i++           // {
+	var keys keySet
+	w.i++ // {
 	if w.ws(); w.b[w.i] == '}' {
 		w.i++
 		return f.allRequired(seen)
@@ -273,6 +325,10 @@ func (f *fastSchema) checkObject(w *walker) bool {
 		w.ws()
 		key, ok := w.text()
 		if !ok {
+			return false
+		}
+		if !keys.add(key) {
+			w.dup = true
 			return false
 		}
 		for i, name := range f.required {

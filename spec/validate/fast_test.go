@@ -264,3 +264,31 @@ func FuzzFastSchema(f *testing.F) {
 		checkAgainstKin(t, refs, body)
 	})
 }
+
+func TestDuplicateKeysFound(t *testing.T) {
+	many := `{"a":1,"b":2,"c":3,"d":4,"e":5,"f":6,"g":7,"h":8,"i":9,"j":10,"k":11,"a":12}`
+	for body, want := range map[string]bool{
+		`{"a":1,"b":2}`:                         false,
+		`{"a":1,"a":2}`:                         true,
+		`{"a":{"x":1,"x":2}}`:                   true,
+		`[{"x":1},{"x":2}]`:                     false,
+		`{"a":[{"x":1,"y":[1,{"z":1,"z":1}]}]}`: true,
+		`{"a":1,"\u0061":2}`:                    true,
+		`{"a":1,"A":2}`:                         false,
+		many:                                    true,
+		many[:len(many)-8] + "}":                false,
+		`{"n":1e400,"s":"x","t":true,"u":null,"n":0}`: true,
+	} {
+		if got := hasDuplicateKeys([]byte(body)); got != want {
+			t.Errorf("hasDuplicateKeys(%s) = %v", body, got)
+		}
+	}
+	// The compiled checker never accepts a body that repeats a key.
+	f, err := compileFast(&openapi3.SchemaRef{Value: &openapi3.Schema{Type: &openapi3.Types{"object"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.validJSON([]byte(`{"a":1,"a":2}`)) || !f.validJSON([]byte(`{"a":1,"b":2}`)) {
+		t.Error("fast schema and duplicate keys")
+	}
+}

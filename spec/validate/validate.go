@@ -14,6 +14,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"reflect"
 	"sort"
 	"strings"
 	"unicode/utf8"
@@ -33,7 +34,11 @@ const DefaultMaxBodyBytes = 1 << 20
 
 // Validator validates requests for the operations of one document.
 type Validator struct {
-	routes map[string]*routers.Route // "METHOD /echo/:path"
+	// routes maps the routes Echo serves ("METHOD /echo/:path", from the
+	// generated router: see Bind) to their operations.
+	routes map[string]*routers.Route
+	// byID holds every operation of the document by its operationId.
+	byID map[string]*routers.Route
 	// checked is the route kin-openapi validates against: the same
 	// operation without its security requirements, which the auth
 	// middleware enforces (it needs the database).
@@ -53,6 +58,7 @@ func New(doc *openapi3.T, maxBodyBytes int64) (*Validator, error) {
 	}
 	v := &Validator{
 		routes:  map[string]*routers.Route{},
+		byID:    map[string]*routers.Route{},
 		checked: map[*routers.Route]*routers.Route{},
 		fast:    map[*routers.Route]*fastSchema{},
 		maxBody: maxBodyBytes,
@@ -71,7 +77,10 @@ func New(doc *openapi3.T, maxBodyBytes int64) (*Validator, error) {
 	for path, item := range doc.Paths.Map() {
 		for method, op := range item.Operations() {
 			r := &routers.Route{Spec: doc, Path: path, PathItem: item, Method: method, Operation: op}
-			v.routes[method+" "+EchoPath(path)] = r
+			if op.OperationID == "" {
+				return nil, fmt.Errorf("%s %s has no operationId", method, path)
+			}
+			v.byID[op.OperationID] = r
 			bare := *op
 			bare.Security = &openapi3.SecurityRequirements{}
 			v.checked[r] = &routers.Route{Spec: doc, Path: path, PathItem: item, Method: method, Operation: &bare}
@@ -116,19 +125,67 @@ func RouteOf(c echo.Context) *routers.Route {
 	return r
 }
 
-// Route looks up the operation Echo matched.
+// Bind takes the route table from the generated router: each Echo route
+// whose handler is the generated wrapper method of an operation (oapi-codegen
+// names it after the operationId, as in the embedded document) serves that
+// operation, at that route's method and path. It returns the routes that
+// serve no operation of the document ("METHOD path handler"); Middleware
+// refuses requests to them.
+func (v *Validator) Bind(routes []*echo.Route) (unbound []string) {
+	for _, r := range routes {
+		op := v.byID[wrapperMethod(r.Name)]
+		if op == nil || op.Method != r.Method || EchoPath(op.Path) != r.Path {
+			unbound = append(unbound, r.Method+" "+r.Path+" "+r.Name)
+			continue
+		}
+		v.routes[r.Method+" "+r.Path] = op
+	}
+	sort.Strings(unbound)
+	return unbound
+}
+
+// wrapperMethod returns X of a handler named
+// "….(*ServerInterfaceWrapper).X-fm", the generated router's handler of
+// operation X, or "".
+func wrapperMethod(handler string) string {
+	const recv = ".(*ServerInterfaceWrapper)."
+	i := strings.LastIndex(handler, recv)
+	if i < 0 {
+		return ""
+	}
+	return strings.TrimSuffix(handler[i+len(recv):], "-fm")
+}
+
+// Route looks up the operation of the route Echo matched.
 func (v *Validator) Route(c echo.Context) *routers.Route {
 	return v.routes[c.Request().Method+" "+c.Path()]
 }
 
-// Middleware validates the request of every known operation. Requests Echo
-// could not route pass through untouched so its 404/405 handlers answer.
+// unrouted reports whether Echo found no route for the request (its 404
+// and 405 handlers answer it).
+func unrouted(c echo.Context) bool {
+	h := reflect.ValueOf(c.Handler()).Pointer()
+	return h == notFound || h == methodNotAllowed
+}
+
+var (
+	notFound         = reflect.ValueOf(echo.NotFoundHandler).Pointer()
+	methodNotAllowed = reflect.ValueOf(echo.MethodNotAllowedHandler).Pointer()
+)
+
+// Middleware validates the request of every operation. Requests Echo could
+// not route pass through untouched so its 404/405 handlers answer; a route
+// Echo serves that is bound to no operation (see Bind) is refused, never
+// served unvalidated and unauthenticated.
 func (v *Validator) Middleware() echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			route := v.Route(c)
 			if route == nil {
-				return next(c)
+				if unrouted(c) {
+					return next(c)
+				}
+				return matrixerr.Unknown(fmt.Errorf("route %s %s serves no operation of the API description", c.Request().Method, c.Path()))
 			}
 			c.Set("sigil.route", route)
 			if err := v.validate(c, route); err != nil {
@@ -191,6 +248,10 @@ func (v *Validator) prepareBody(req *http.Request, rb *openapi3.RequestBody, fas
 	ct, _, _ := mime.ParseMediaType(req.Header.Get(echo.HeaderContentType))
 	trimmed := bytes.TrimSpace(data)
 	isJSON, accepted := checkJSON(trimmed, fast)
+	if isJSON && !accepted && hasDuplicateKeys(trimmed) {
+		// The value validated and the value decoded must be one value.
+		return false, matrixerr.BadJSON("The request body repeats a key")
+	}
 	// curl and some scripts label JSON as a form; a body that is a JSON
 	// object is JSON whatever its label says.
 	isObject := isJSON && trimmed[0] == '{'
