@@ -27,18 +27,20 @@ var docsFS embed.FS
 const docsCSP = "default-src 'none'; script-src 'self' blob:; worker-src 'self' blob:; style-src 'self' 'unsafe-inline'; " +
 	"img-src 'self' data:; font-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
-func registerDocs(e *echo.Echo, doc *openapi3.T) error {
+// registerDocs adds the documentation routes and returns them, for the
+// validator to pass through (they are no operations of the API).
+func registerDocs(e *echo.Echo, doc *openapi3.T) ([]*echo.Route, error) {
 	spec, err := json.Marshal(doc)
 	if err != nil {
-		return fmt.Errorf("docs: %w", err)
+		return nil, fmt.Errorf("docs: %w", err)
 	}
 	page, err := docsFS.ReadFile("docs/index.html")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	bundle, err := docsFS.ReadFile("docs/redoc.standalone.js")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	serve := func(contentType string, body []byte) echo.HandlerFunc {
 		return func(c echo.Context) error {
@@ -50,9 +52,10 @@ func registerDocs(e *echo.Echo, doc *openapi3.T) error {
 			return c.Blob(http.StatusOK, contentType, body)
 		}
 	}
-	e.GET(DocsPath, serve("text/html; charset=utf-8", page))
-	e.GET(DocsPath+"redoc.standalone.js", serve("text/javascript; charset=utf-8", bundle))
-	e.GET(OpenAPIPath, serve("application/json", spec))
-	e.GET("/docs", func(c echo.Context) error { return c.Redirect(http.StatusMovedPermanently, DocsPath) })
-	return nil
+	return []*echo.Route{
+		e.GET(DocsPath, serve("text/html; charset=utf-8", page)),
+		e.GET(DocsPath+"redoc.standalone.js", serve("text/javascript; charset=utf-8", bundle)),
+		e.GET(OpenAPIPath, serve("application/json", spec)),
+		e.GET("/docs", func(c echo.Context) error { return c.Redirect(http.StatusMovedPermanently, DocsPath) }),
+	}, nil
 }

@@ -67,7 +67,11 @@ func NewHTTP(s *Server, opts HTTPOptions) (*echo.Echo, error) {
 	e.Use(s.authenticate(v))
 	e.Use(v.Middleware())
 	if opts.Docs {
-		if err := registerDocs(e, doc); err != nil {
+		routes, err := registerDocs(e, doc)
+		if err == nil {
+			err = v.Outside(routes...)
+		}
+		if err != nil {
 			return nil, err
 		}
 	}

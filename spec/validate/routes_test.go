@@ -1,6 +1,9 @@
 package validate_test
 
 import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/labstack/echo/v4"
@@ -38,5 +41,41 @@ func TestEveryRegisteredRouteHasItsOperation(t *testing.T) {
 	e.POST("/_matrix/identity/v2/lookup", func(echo.Context) error { return nil })
 	if unbound := v.Bind(e.Routes()); len(unbound) != 1 {
 		t.Errorf("hand-registered route bound: %v", unbound)
+	}
+}
+
+// Routes outside the API (documentation, health checks) are declared one by
+// one and pass through; nothing under /_matrix can be declared so.
+func TestOutsideRoutesAreDeclaredAndNeverUnderMatrix(t *testing.T) {
+	doc, err := gen.GetSwagger()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := validate.New(doc, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := echo.New()
+	e.Use(v.Middleware())
+	ok := func(c echo.Context) error { return c.NoContent(http.StatusNoContent) }
+	page := e.GET("/docs/", ok)
+	e.GET("/undeclared", ok)
+	if err := v.Outside(page); err != nil {
+		t.Fatal(err)
+	}
+	if unbound := v.Bind(e.Routes()); len(unbound) != 1 || !strings.HasPrefix(unbound[0], "GET /undeclared ") {
+		t.Errorf("unbound %v, want only GET /undeclared", unbound)
+	}
+	for path, want := range map[string]int{"/docs/": http.StatusNoContent, "/undeclared": http.StatusInternalServerError} {
+		rec := httptest.NewRecorder()
+		e.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		if rec.Code != want {
+			t.Errorf("GET %s: %d, want %d", path, rec.Code, want)
+		}
+	}
+	for _, p := range []string{"/_matrix", "/_matrix/identity/v2/anything"} {
+		if err := v.Outside(e.GET(p, ok)); err == nil {
+			t.Errorf("%s declared outside the API", p)
+		}
 	}
 }

@@ -37,6 +37,9 @@ type Validator struct {
 	// routes maps the routes Echo serves ("METHOD /echo/:path", from the
 	// generated router: see Bind) to their operations.
 	routes map[string]*routers.Route
+	// outside are the routes declared to serve no API operation (see
+	// Outside): the server's own pages outside /_matrix.
+	outside map[string]bool
 	// byID holds every operation of the document by its operationId.
 	byID map[string]*routers.Route
 	// checked is the route kin-openapi validates against: the same
@@ -58,6 +61,7 @@ func New(doc *openapi3.T, maxBodyBytes int64) (*Validator, error) {
 	}
 	v := &Validator{
 		routes:  map[string]*routers.Route{},
+		outside: map[string]bool{},
 		byID:    map[string]*routers.Route{},
 		checked: map[*routers.Route]*routers.Route{},
 		fast:    map[*routers.Route]*fastSchema{},
@@ -133,6 +137,9 @@ func RouteOf(c echo.Context) *routers.Route {
 // refuses requests to them.
 func (v *Validator) Bind(routes []*echo.Route) (unbound []string) {
 	for _, r := range routes {
+		if v.outside[r.Method+" "+r.Path] {
+			continue
+		}
 		op := v.byID[wrapperMethod(r.Name)]
 		if op == nil || op.Method != r.Method || EchoPath(op.Path) != r.Path {
 			unbound = append(unbound, r.Method+" "+r.Path+" "+r.Name)
@@ -142,6 +149,20 @@ func (v *Validator) Bind(routes []*echo.Route) (unbound []string) {
 	}
 	sort.Strings(unbound)
 	return unbound
+}
+
+// Outside declares routes that deliberately serve no operation of the
+// document (documentation, health checks): Bind does not count them as
+// unbound and Middleware passes them through unvalidated. Only paths
+// outside /_matrix may be declared, so no API route can be waved through.
+func (v *Validator) Outside(routes ...*echo.Route) error {
+	for _, r := range routes {
+		if r.Path == "/_matrix" || strings.HasPrefix(r.Path, "/_matrix/") {
+			return fmt.Errorf("validate: %s %s is under /_matrix: it must be an operation of the API description", r.Method, r.Path)
+		}
+		v.outside[r.Method+" "+r.Path] = true
+	}
+	return nil
 }
 
 // wrapperMethod returns X of a handler named
@@ -182,7 +203,7 @@ func (v *Validator) Middleware() echo.MiddlewareFunc {
 		return func(c echo.Context) error {
 			route := v.Route(c)
 			if route == nil {
-				if unrouted(c) {
+				if unrouted(c) || v.outside[c.Request().Method+" "+c.Path()] {
 					return next(c)
 				}
 				return matrixerr.Unknown(fmt.Errorf("route %s %s serves no operation of the API description", c.Request().Method, c.Path()))
