@@ -46,11 +46,13 @@ func NewHTTP(s *Server, opts HTTPOptions) (*echo.Echo, error) {
 	if opts.TrustForwardedFor {
 		e.IPExtractor = echo.ExtractIPFromXFFHeader()
 	}
+	e.Pre(drainBody, refuseAmbiguousFraming)
 	e.Use(s.recoverPanics)
 	e.Use(cors)
 	if opts.DisableV1 {
 		e.Use(disableV1)
 	}
+	e.Use(exactSegments)
 	e.Use(s.authenticate(v))
 	e.Use(v.Middleware())
 	strict := gen.NewStrictHandler(s, []gen.StrictMiddlewareFunc{withRequestInfo})
@@ -82,6 +84,20 @@ func withRequestInfo(f gen.StrictHandlerFunc, _ string) gen.StrictHandlerFunc {
 		ctx = context.WithValue(ctx, httpRequestKey, r)
 		c.SetRequest(r.WithContext(ctx))
 		return f(c, req)
+	}
+}
+
+// exactSegments refuses a path with more (or fewer) segments than the route
+// Echo matched: Echo lets a trailing path parameter swallow the rest of the
+// path (pubkey/ed25519:0/extra would look up the key "ed25519:0/extra").
+// An encoded slash (%2F) stays inside its segment.
+func exactSegments(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if route := c.Path(); route != "" && len(c.ParamNames()) > 0 &&
+			strings.Count(c.Request().URL.EscapedPath(), "/") != strings.Count(route, "/") {
+			return matrixerr.Unrecognized(http.StatusNotFound, "Unrecognized request")
+		}
+		return next(c)
 	}
 }
 

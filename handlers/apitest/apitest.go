@@ -135,6 +135,7 @@ func New(t testing.TB, options ...func(*Setup)) *Env {
 	}
 	e := &Env{T: t, Store: st, Mail: smtpd, SMS: gateway, Key: key, Clock: clock, DSN: s.DSN}
 	ts := httptest.NewUnstartedServer(nil)
+	ts.Listener = handlers.Guard(ts.Config, ts.Listener)
 	e.URL = "http://" + ts.Listener.Addr().String()
 	if s.Config.PublicBaseURL == "" {
 		s.Config.PublicBaseURL = e.URL

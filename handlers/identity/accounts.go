@@ -39,8 +39,14 @@ func AccessTokenHash(token string) string {
 }
 
 // Register exchanges an OpenID token, vouched for by the user's
-// homeserver, for an access token of ours (v2 account/register).
-func (s *Service) Register(ctx context.Context, serverName, openIDToken string) (string, error) {
+// homeserver, for an access token of ours (v2 account/register). Each call
+// costs an outbound request, so clientIP is rate-limited.
+func (s *Service) Register(ctx context.Context, clientIP, serverName, openIDToken string) (string, error) {
+	if clientIP != "" {
+		if ok, wait := s.registerByIP.Allow(clientIP, s.now()); !ok {
+			return "", matrixerr.LimitExceeded(wait.Milliseconds())
+		}
+	}
 	server := strings.ToLower(serverName)
 	if !federation.ValidServerName(server) {
 		return "", matrixerr.InvalidParam("matrix_server_name is not a valid server name")
@@ -55,6 +61,12 @@ func (s *Service) Register(ctx context.Context, serverName, openIDToken string) 
 	switch {
 	case errors.Is(err, federation.ErrUnknownToken):
 		return "", matrixerr.UnknownToken("The homeserver does not recognise this OpenID token")
+	case errors.Is(err, federation.ErrForbiddenAddress):
+		// Policy, not an outage: say so, and do not invite a retry.
+		return "", matrixerr.Forbidden(fmt.Sprintf(
+			"%s resolves to a private or reserved address, which this server does not contact", server)).WithCause(err)
+	case errors.Is(err, federation.ErrInvalidServerName):
+		return "", matrixerr.InvalidParam("matrix_server_name is not a valid server name").WithCause(err)
 	case err != nil:
 		return "", matrixerr.New(http.StatusBadGateway, "M_UNKNOWN",
 			fmt.Sprintf("Could not verify the OpenID token with %s", server)).WithCause(err)
