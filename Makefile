@@ -16,6 +16,12 @@ test:
 test-postgres:
 	SIGIL_TEST_POSTGRES_URL='$(POSTGRES_URL)' $(GO) test -count=1 ./store/...
 
+## fuzz: every operation's body through the whole stack, briefly (FUZZTIME=30s): never a 5xx or a panic
+FUZZTIME ?= 30s
+.PHONY: fuzz
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzOperations$$' -fuzztime $(FUZZTIME) ./handlers/
+
 ## generate: spec/*.yaml -> gen/openapi.json -> gen/sigil.gen.go
 generate:
 	cd gen && $(GO) generate ./...

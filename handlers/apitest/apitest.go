@@ -90,6 +90,9 @@ type Setup struct {
 	// Wire runs after the server is built and before it serves, for
 	// components other issues add (onbind delivery, accounts...).
 	Wire func(*Env)
+	// Log receives the server's log instead of t.Log (a fuzz target may
+	// not log through its *testing.F).
+	Log io.Writer
 }
 
 // New starts a server for t, with options applied to the default setup.
@@ -126,7 +129,11 @@ func New(t testing.TB, options ...func(*Setup)) *Env {
 		t.Fatalf("templates: %v", err)
 	}
 	clock := &Clock{}
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	var logTo io.Writer = testWriter{t}
+	if s.Log != nil {
+		logTo = s.Log
+	}
+	log := slog.New(slog.NewTextHandler(logTo, &slog.HandlerOptions{Level: slog.LevelWarn}))
 
 	gateway := StartSMSGateway(t)
 	texts, err := sms.NewHTTPProvider(gateway.Config(), nil)
