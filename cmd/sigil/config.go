@@ -46,6 +46,7 @@ type Config struct {
 	Lookup     LookupConfig     `yaml:"lookup"`
 	Federation FederationConfig `yaml:"federation"`
 	Register   RegisterConfig   `yaml:"register"`
+	Retention  RetentionConfig  `yaml:"retention"`
 	Terms      []PolicyConfig   `yaml:"terms"`
 	// NextLinkHosts, if set, limits the hosts next_link may redirect to.
 	NextLinkHosts []string `yaml:"next_link_hosts"`
@@ -94,6 +95,19 @@ type FederationConfig struct {
 	// TrustForwardedFor takes the client IP from X-Forwarded-For (behind a
 	// reverse proxy you control).
 	TrustForwardedFor bool `yaml:"trust_forwarded_for"`
+}
+
+// RetentionConfig is how long finished data is kept before the purge
+// deletes it; a negative duration keeps it for ever.
+type RetentionConfig struct {
+	// ExpiredSessions: how long a session is kept once it has expired.
+	ExpiredSessions Duration `yaml:"expired_sessions"`
+	// Invites: how long a third-party invite is kept, delivered or not.
+	Invites Duration `yaml:"invites"`
+	// OnBindDeliveries: how long a delivered or abandoned onbind is kept.
+	OnBindDeliveries Duration `yaml:"onbind_deliveries"`
+	// PurgeEvery: how often the purge runs.
+	PurgeEvery Duration `yaml:"purge_every"`
 }
 
 type RegisterConfig struct {
@@ -150,6 +164,10 @@ func Defaults() Config {
 		API:           APIConfig{V1: true},
 		Lookup:        LookupConfig{MaxAddresses: 10000},
 		Federation:    FederationConfig{Timeout: Duration{10 * time.Second}},
+		Retention: RetentionConfig{
+			ExpiredSessions: Duration{time.Hour}, Invites: Duration{30 * 24 * time.Hour},
+			OnBindDeliveries: Duration{7 * 24 * time.Hour}, PurgeEvery: Duration{10 * time.Minute},
+		},
 	}
 }
 
@@ -289,6 +307,9 @@ func (c Config) Validate() error {
 				bad("terms[%d].languages.%s needs a name and an absolute url", i, lang)
 			}
 		}
+	}
+	if c.Retention.PurgeEvery.Duration <= 0 {
+		bad("retention.purge_every must be positive")
 	}
 	if c.Limits.MaxBodyBytes <= 0 {
 		bad("limits.max_body_bytes must be positive")

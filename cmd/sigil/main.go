@@ -119,6 +119,10 @@ func build(ctx context.Context, cfg Config, log *slog.Logger) (*app, error) {
 		NextLinkHosts: cfg.NextLinkHosts, MailEvery: cfg.Limits.MailEvery.Duration, MailBurst: cfg.Limits.MailBurst,
 		MaxLookupAddresses: cfg.Lookup.MaxAddresses, RegisterAllowedServers: cfg.Register.AllowedServers,
 		Terms: policies(cfg.Terms),
+		Retention: identity.Retention{
+			ExpiredSessions: cfg.Retention.ExpiredSessions.Duration, Invites: cfg.Retention.Invites.Duration,
+			OnBinds: cfg.Retention.OnBindDeliveries.Duration, Every: cfg.Retention.PurgeEvery.Duration,
+		},
 	}, identity.Deps{Store: st, Key: key, Mail: sender, SMS: texts, Templates: tmpl, Logger: log, Federation: fed})
 	if err != nil {
 		st.Close()
@@ -197,6 +201,9 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	workerCtx, stopWorker := context.WithCancel(context.Background())
 	workerDone := make(chan struct{})
 	go func() { defer close(workerDone); a.identity.RunOnBindWorker(workerCtx) }()
+	purgeDone := make(chan struct{})
+	go func() { defer close(purgeDone); a.identity.RunPurger(workerCtx) }()
+	defer func() { stopWorker(); <-purgeDone }()
 	defer func() { stopWorker(); <-workerDone }()
 	log.Info("listening", "addr", ln.Addr().String(), "public_base_url", cfg.PublicBaseURL)
 	select {

@@ -57,6 +57,8 @@ type Config struct {
 	// (default: bursts of 20, then one a second).
 	RegisterEvery time.Duration
 	RegisterBurst int
+	// Retention is how long finished data is kept (see Purge).
+	Retention Retention
 }
 
 func (c *Config) defaults() {
@@ -69,6 +71,7 @@ func (c *Config) defaults() {
 	if c.MailBurst <= 0 {
 		c.MailBurst = 3
 	}
+	c.Retention.defaults()
 	if c.RegisterEvery == 0 {
 		c.RegisterEvery = time.Second
 	}
