@@ -37,6 +37,9 @@ type Config struct {
 	// TemplatesDir overrides the built-in mail templates file by file.
 	TemplatesDir string `yaml:"templates_dir"`
 	LogLevel     string `yaml:"log_level"`
+	// ShutdownTimeout is how long requests in flight may take to finish
+	// after SIGTERM; what is left then (a slow upload) is cut.
+	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
 
 	Sessions   SessionConfig    `yaml:"sessions"`
 	SMTP       SMTPConfig       `yaml:"smtp"`
@@ -152,18 +155,19 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 // Defaults are what a newcomer gets with no configuration at all.
 func Defaults() Config {
 	return Config{
-		ServerName:    "localhost:8090",
-		PublicBaseURL: "http://localhost:8090",
-		Listen:        "127.0.0.1:8090",
-		Database:      "data/sigil.db",
-		SigningKey:    "data/signing.key",
-		LogLevel:      "info",
-		Sessions:      SessionConfig{TokenLifetime: Duration{24 * time.Hour}, SessionLifetime: Duration{24 * time.Hour}},
-		SMTP:          SMTPConfig{Port: 587, TLS: "starttls", From: "Sigil <noreply@localhost>"},
-		Limits:        LimitConfig{MaxBodyBytes: 1 << 20, MailEvery: Duration{time.Minute}, MailBurst: 5},
-		API:           APIConfig{V1: true},
-		Lookup:        LookupConfig{MaxAddresses: 10000},
-		Federation:    FederationConfig{Timeout: Duration{10 * time.Second}},
+		ServerName:      "localhost:8090",
+		PublicBaseURL:   "http://localhost:8090",
+		Listen:          "127.0.0.1:8090",
+		Database:        "data/sigil.db",
+		SigningKey:      "data/signing.key",
+		LogLevel:        "info",
+		ShutdownTimeout: Duration{10 * time.Second},
+		Sessions:        SessionConfig{TokenLifetime: Duration{24 * time.Hour}, SessionLifetime: Duration{24 * time.Hour}},
+		SMTP:            SMTPConfig{Port: 587, TLS: "starttls", From: "Sigil <noreply@localhost>"},
+		Limits:          LimitConfig{MaxBodyBytes: 1 << 20, MailEvery: Duration{time.Minute}, MailBurst: 5},
+		API:             APIConfig{V1: true},
+		Lookup:          LookupConfig{MaxAddresses: 10000},
+		Federation:      FederationConfig{Timeout: Duration{10 * time.Second}},
 		Retention: RetentionConfig{
 			ExpiredSessions: Duration{time.Hour}, Invites: Duration{30 * 24 * time.Hour},
 			OnBindDeliveries: Duration{7 * 24 * time.Hour}, PurgeEvery: Duration{10 * time.Minute},
@@ -307,6 +311,9 @@ func (c Config) Validate() error {
 				bad("terms[%d].languages.%s needs a name and an absolute url", i, lang)
 			}
 		}
+	}
+	if c.ShutdownTimeout.Duration <= 0 {
+		bad("shutdown_timeout must be positive")
 	}
 	if c.Retention.PurgeEvery.Duration <= 0 {
 		bad("retention.purge_every must be positive")

@@ -47,7 +47,7 @@ func main() {
 	switch cmd {
 	case "", "serve":
 		tuneGC(os.LookupEnv)
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		ctx, stop := onSignals(log)
 		defer stop()
 		err = serve(ctx, cfg, log)
 	case "check":
@@ -62,6 +62,23 @@ func main() {
 		log.Error("sigil stopped", "err", err)
 		os.Exit(1)
 	}
+}
+
+// onSignals returns a context that ends at the first SIGTERM or SIGINT,
+// which starts a graceful shutdown; a second signal exits at once.
+func onSignals(log *slog.Logger) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		sig := <-sigs
+		log.Info("signal received: shutting down (a second signal exits at once)", "signal", sig.String())
+		cancel()
+		sig = <-sigs
+		log.Warn("second signal: exiting now", "signal", sig.String())
+		os.Exit(1)
+	}()
+	return ctx, func() { signal.Stop(sigs); cancel() }
 }
 
 func newLogger(level string) *slog.Logger {
@@ -211,10 +228,25 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	case <-ctx.Done():
 	}
-	log.Info("shutting down")
-	shutCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	return shutdown(hs, cfg.ShutdownTimeout.Duration, log)
+}
+
+// shutdown stops accepting connections and lets the requests in flight
+// finish for up to timeout; then it cuts what is left (a slow upload, a
+// client that stopped reading). Either way the shutdown was orderly: the
+// database is closed by the caller and the exit status is 0.
+func shutdown(hs *http.Server, timeout time.Duration, log *slog.Logger) error {
+	log.Info("shutting down: no new connections; finishing requests in flight", "deadline", timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	if err := hs.Shutdown(shutCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	err := hs.Shutdown(ctx)
+	switch {
+	case err == nil, errors.Is(err, http.ErrServerClosed):
+		log.Info("shut down")
+	case errors.Is(err, context.DeadlineExceeded):
+		log.Warn("requests still in flight at the shutdown deadline: cut", "deadline", timeout)
+		_ = hs.Close()
+	default:
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	return nil
