@@ -57,6 +57,7 @@ func NewHTTP(s *Server, opts HTTPOptions) (*echo.Echo, error) {
 	e.Use(v.Middleware())
 	strict := gen.NewStrictHandler(s, []gen.StrictMiddlewareFunc{withRequestInfo})
 	gen.RegisterHandlers(e, strict)
+	registerHealth(e, s)
 	return e, nil
 }
 
@@ -122,6 +123,9 @@ func (s *Server) recoverPanics(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
+// retryAfterSeconds is the Retry-After of a 503 during a database outage.
+const retryAfterSeconds = "5"
+
 // handleError is the one place errors become responses. Matrix errors keep
 // their status and body; Echo's routing errors become M_UNRECOGNIZED; any
 // other error is a 500 M_UNKNOWN whose cause is logged, never shown.
@@ -130,6 +134,13 @@ func (s *Server) handleError(err error, c echo.Context) {
 		return
 	}
 	me := s.toMatrix(err)
+	if me.Status == http.StatusInternalServerError && identity.Unavailable(me.Cause) {
+		// An outage, not a bug: say when to come back. Nothing was
+		// acknowledged, so the client's retry loses nothing.
+		me = matrixerr.New(http.StatusServiceUnavailable, "M_UNKNOWN",
+			"The database is unavailable; try again shortly").WithCause(me.Cause)
+		c.Response().Header().Set("Retry-After", retryAfterSeconds)
+	}
 	if me.Status >= 500 || me.Cause != nil {
 		s.log.Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path,
 			"errcode", me.Code, "status", me.Status, "err", err)

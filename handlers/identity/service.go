@@ -119,6 +119,7 @@ type Service struct {
 	// registerByIP bounds account/register, which calls the homeserver.
 	registerByIP *ratelimit.Limiter
 	onbind       *onBindState // the onbind delivery worker's state
+	auth         *authCache   // recent token checks, for outages
 }
 
 // New builds a Service.
@@ -157,6 +158,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 		mailByIP:     ratelimit.New(cfg.MailEvery/10, cfg.MailBurst*10),
 		registerByIP: ratelimit.New(cfg.RegisterEvery, cfg.RegisterBurst),
 		onbind:       newOnBindState(),
+		auth:         &authCache{},
 	}, nil
 }
 
