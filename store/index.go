@@ -1228,7 +1228,7 @@ func (ix *lookupIndex) listen() {
 			if ctx.Err() != nil {
 				return
 			}
-			slog.Error("store: lookup index: listen failed; lookups use the database", "err", err, "retry_in", backoff)
+			slog.Error("store: lookup index: listen failed; retrying (lookups use the loaded index, if any, else the database)", "err", err, "retry_in", backoff)
 			select {
 			case <-ctx.Done():
 				return
