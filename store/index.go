@@ -584,8 +584,8 @@ type lookupIndex struct {
 	// catchingUp mirrors loading for IndexStats, which must not wait for
 	// wmu (held across a write's commit, however long the database takes).
 	catchingUp atomic.Bool
-	gen     uint64
-	pending ixPending
+	gen        uint64
+	pending    ixPending
 	// loadErrs counts consecutive failed loads, for the retry back-off.
 	loadErrs int
 
