@@ -174,26 +174,27 @@ func TestContentLengthWithTransferEncodingClosesTheConnection(t *testing.T) {
 	}
 }
 
-// An error answered before the body is read must reach a client that is
-// still sending it, even on a Connection: close request: the server reads
-// (a bounded amount of) the rest before closing, so the client's data does
-// not make the kernel reset the connection under the answer.
+// An error answered before the body is read must reach a client that
+// sends its whole body before reading (as most do), even on a
+// Connection: close request: the server reads a bounded amount of the
+// rest before closing, so the client's write completes and the answer is
+// not lost to a reset.
 func TestEarlyErrorReachesClientStillSending(t *testing.T) {
 	env := apitest.New(t)
-	body := bytes.Repeat([]byte("x"), 256<<10)
-	for i := 0; i < 20; i++ {
+	body := bytes.Repeat([]byte("x"), 1<<20)
+	for i := 0; i < 5; i++ {
 		conn, err := net.Dial("tcp", strings.TrimPrefix(env.URL, "http://"))
 		if err != nil {
 			t.Fatal(err)
 		}
+		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
 		// Unknown route: answered 404 without reading the body.
 		fmt.Fprintf(conn, "POST /_matrix/identity/v2/nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", len(body))
-		go func() { _, _ = conn.Write(body) }()
-		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, werr := conn.Write(body)
 		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 		if err != nil {
 			conn.Close()
-			t.Fatalf("try %d: the answer was lost: %v", i, err)
+			t.Fatalf("try %d: the answer was lost (write: %v): %v", i, werr, err)
 		}
 		b, err := io.ReadAll(resp.Body)
 		conn.Close()
@@ -201,4 +202,36 @@ func TestEarlyErrorReachesClientStillSending(t *testing.T) {
 			t.Fatalf("try %d: %d %s %v", i, resp.StatusCode, b, err)
 		}
 	}
+}
+
+// The drain is observable on a keep-alive connection: after an early 404
+// to a 1 MiB body (more than the 256 KiB net/http reads on its own), the
+// body has been read, so the connection serves the next request instead
+// of being closed.
+func TestEarlyErrorDrainsTheBody(t *testing.T) {
+	env := apitest.New(t)
+	body := bytes.Repeat([]byte("x"), 1<<20)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(env.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(conn)
+	fmt.Fprintf(conn, "POST /_matrix/identity/v2/nope HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", len(body))
+	if _, err := conn.Write(body); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 404 {
+		t.Fatalf("first answer: %v %v", resp, err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	fmt.Fprintf(conn, "GET /_matrix/identity/versions HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, err = http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("second request on the same connection: %v %v (the unread body closed it)", resp, err)
+	}
+	resp.Body.Close()
 }
