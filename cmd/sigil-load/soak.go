@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -56,6 +57,28 @@ sessions:
 	}
 }
 
+// downgradeForLegacy removes what the seeder's newer schema has and an
+// older server does not know (it refuses a database with a migration it
+// lacks): the purge indexes of migration 0006.
+func downgradeForLegacy(path string) error {
+	db, err := sql.Open("sqlite3", path) // registered by the store's driver
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	for _, q := range []string{
+		"DROP INDEX IF EXISTS idx_invites_created_at",
+		"DROP INDEX IF EXISTS idx_onbind_deliveries_delivered_at",
+		"DROP INDEX IF EXISTS idx_onbind_deliveries_failed_at",
+		"DELETE FROM migrations WHERE id = '0006_purge_indexes'",
+	} {
+		if _, err := db.Exec(q); err != nil {
+			return fmt.Errorf("legacy schema: %s: %w", q, err)
+		}
+	}
+	return nil
+}
+
 // soakSample is one line of the soak's report.
 type soakSample struct {
 	at         time.Duration
@@ -93,6 +116,11 @@ func runSoak(ctx context.Context, o options, so soakOptions) error {
 		return err
 	}
 	fmt.Printf("seeded %d bindings in %s\n", so.n, fx.SeedTime.Round(time.Second))
+	if so.legacy {
+		if err := downgradeForLegacy(dsn); err != nil {
+			return err
+		}
+	}
 	dport, err := freePort()
 	if err != nil {
 		return err
