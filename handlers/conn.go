@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"net"
@@ -93,38 +94,59 @@ type sniffConn struct {
 
 func (c *sniffConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
-	for _, b := range p[:n] {
-		c.scan(b)
-	}
+	c.scan(p[:n])
 	return n, err
 }
 
-func (c *sniffConn) scan(b byte) {
-	switch b {
-	case '\r':
-		return
-	case '\n':
-		if !c.lineHasBytes { // blank line: the end of a header block
-			if c.length && c.te {
-				c.ambiguous.Store(true)
-			}
-			c.length, c.te = false, false
-		} else {
-			line := string(c.line[:c.n])
-			c.length = c.length || hasPrefix(line, "content-length:")
-			c.te = c.te || hasPrefix(line, "transfer-encoding:")
+// scan follows line starts through b. Bodies rarely contain line breaks,
+// so jumping from one to the next (IndexByte is vectorised) keeps the
+// cost of large bodies negligible.
+func (c *sniffConn) scan(b []byte) {
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		seg := b
+		if i >= 0 {
+			seg = b[:i]
 		}
-		c.n, c.lineHasBytes = 0, false
-		return
+		c.take(seg)
+		if i < 0 {
+			return
+		}
+		c.endLine()
+		b = b[i+1:]
 	}
-	c.lineHasBytes = true
-	if c.n < len(c.line) {
-		if 'A' <= b && b <= 'Z' {
-			b += 'a' - 'A'
+}
+
+// take adds seg (no line break in it) to the current line.
+func (c *sniffConn) take(seg []byte) {
+	for _, ch := range seg {
+		if ch == '\r' {
+			continue
 		}
-		c.line[c.n] = b
+		c.lineHasBytes = true
+		if c.n == len(c.line) {
+			return
+		}
+		if 'A' <= ch && ch <= 'Z' {
+			ch += 'a' - 'A'
+		}
+		c.line[c.n] = ch
 		c.n++
 	}
+}
+
+func (c *sniffConn) endLine() {
+	if !c.lineHasBytes { // blank line: the end of a header block
+		if c.length && c.te {
+			c.ambiguous.Store(true)
+		}
+		c.length, c.te = false, false
+	} else {
+		line := string(c.line[:c.n])
+		c.length = c.length || hasPrefix(line, "content-length:")
+		c.te = c.te || hasPrefix(line, "transfer-encoding:")
+	}
+	c.n, c.lineHasBytes = 0, false
 }
 
 func hasPrefix(s, prefix string) bool { return len(s) >= len(prefix) && s[:len(prefix)] == prefix }
