@@ -70,7 +70,7 @@ func downgradeForLegacy(path string) error {
 		"DROP INDEX IF EXISTS idx_invites_created_at",
 		"DROP INDEX IF EXISTS idx_onbind_deliveries_delivered_at",
 		"DROP INDEX IF EXISTS idx_onbind_deliveries_failed_at",
-		"DELETE FROM migrations WHERE id = '0006_purge_indexes'",
+		"DELETE FROM schema_migrations WHERE id = '0006_purge_indexes'",
 	} {
 		if _, err := db.Exec(q); err != nil {
 			return fmt.Errorf("legacy schema: %s: %w", q, err)
