@@ -56,9 +56,14 @@ func TestInvalidUTF8InJSONStringIsRefused(t *testing.T) {
 	if r.Status != 400 || r.Errcode() != "M_NOT_JSON" {
 		t.Errorf("requestToken: %d %s", r.Status, r.Body)
 	}
-	r = env.Get(v1 + "/3pid/getValidated3pid?sid=%FF&client_secret=s3cret")
-	if r.Status != 400 || r.Errcode() != "M_INVALID_PARAM" {
-		t.Errorf("query parameter: %d %s", r.Status, r.Body)
+	for _, p := range []string{
+		v1 + "/3pid/getValidated3pid?sid=%FF&client_secret=s3cret",
+		v1 + "/pubkey/%FF",
+		v2 + "/pubkey/ed25519%3A%FF",
+	} {
+		if r := env.Get(p); r.Status != 400 || r.Errcode() != "M_INVALID_PARAM" {
+			t.Errorf("GET %s: %d %s, want 400 M_INVALID_PARAM", p, r.Status, r.Body)
+		}
 	}
 }
 

@@ -244,6 +244,9 @@ func checkJSON(b []byte, fast *fastSchema) (isJSON, accepted bool) {
 // once decoded (%FF): they would reach the database and the logs.
 func checkUTF8Params(req *http.Request, path map[string]string) error {
 	for name, v := range path {
+		if u, err := url.PathUnescape(v); err == nil {
+			v = u // Echo leaves a segment with escapes escaped
+		}
 		if !utf8.ValidString(v) {
 			return matrixerr.InvalidParam(name + ": not valid UTF-8")
 		}
