@@ -296,9 +296,20 @@ func serveDebug(addr string, log *slog.Logger) (stop func(), err error) {
 // server needs anyway (see README, Performance).
 const defaultGCPercent = 300
 
-// tuneGC applies defaultGCPercent unless the operator set GOGC.
+// defaultMemoryLimit is the Go runtime's soft memory limit when
+// GOMEMLIMIT is not set: under a burst of large requests the heap may
+// not grow past it however far GOGC would let it (the lookup index and
+// SQLite's page cache are outside it). The live heap is far smaller, so
+// the collector only works harder during such bursts.
+const defaultMemoryLimit = 64 << 20
+
+// tuneGC applies defaultGCPercent and defaultMemoryLimit unless the
+// operator set GOGC or GOMEMLIMIT.
 func tuneGC(env func(string) (string, bool)) {
 	if _, set := env("GOGC"); !set {
 		debug.SetGCPercent(defaultGCPercent)
+	}
+	if _, set := env("GOMEMLIMIT"); !set {
+		debug.SetMemoryLimit(defaultMemoryLimit)
 	}
 }
