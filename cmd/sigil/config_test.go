@@ -1,6 +1,7 @@
 package main
 
 import (
+	"math"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -85,5 +86,19 @@ func TestTuneGC(t *testing.T) {
 	tuneGC(func(k string) (string, bool) { return "100", k == "GOGC" })
 	if got := debug.SetGCPercent(100); got != 100 {
 		t.Errorf("GC percent %d with GOGC=100 set, want it left alone", got)
+	}
+}
+
+func TestTuneGCBoundsTheHeap(t *testing.T) {
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(math.MaxInt64))
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	tuneGC(noEnv)
+	if got := debug.SetMemoryLimit(-1); got != defaultMemoryLimit {
+		t.Errorf("memory limit %d without GOMEMLIMIT, want %d", got, defaultMemoryLimit)
+	}
+	debug.SetMemoryLimit(math.MaxInt64)
+	tuneGC(envMap(map[string]string{"GOMEMLIMIT": "1GiB"}))
+	if got := debug.SetMemoryLimit(-1); got != math.MaxInt64 {
+		t.Errorf("memory limit %d with GOMEMLIMIT set, want it left alone", got)
 	}
 }
