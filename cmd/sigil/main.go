@@ -301,7 +301,7 @@ const defaultGCPercent = 300
 // not grow past it however far GOGC would let it (the lookup index and
 // SQLite's page cache are outside it). The live heap is far smaller, so
 // the collector only works harder during such bursts.
-const defaultMemoryLimit = 64 << 20
+const defaultMemoryLimit = 48 << 20
 
 // tuneGC applies defaultGCPercent and defaultMemoryLimit unless the
 // operator set GOGC or GOMEMLIMIT.
