@@ -12,10 +12,11 @@ run:
 test:
 	$(GO) test ./...
 
-## test-postgres: the store tests again on PostgreSQL, and the PostgreSQL outage test (a TCP proxy cuts the database off)
+## test-postgres: the store tests again on PostgreSQL, the PostgreSQL outage test (a TCP proxy cuts the database off), the crash test on PostgreSQL
 test-postgres:
 	SIGIL_TEST_POSTGRES_URL='$(POSTGRES_URL)' $(GO) test -count=1 ./store/...
 	SIGIL_TEST_POSTGRES_URL='$(POSTGRES_URL)' $(GO) test -count=1 -run '^TestPostgresOutage$$' ./handlers/
+	SIGIL_TEST_POSTGRES_URL='$(POSTGRES_URL)' $(GO) test -count=1 -run '^TestCrashLosesNoAcknowledgedBindPostgres$$' ./cmd/sigil/
 
 ## fuzz: every operation's body through the whole stack, briefly (FUZZTIME=30s): never a 5xx or a panic
 FUZZTIME ?= 30s

@@ -2,14 +2,22 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/sigil-matrix/sigil/handlers/mail/mailtest"
 )
@@ -66,13 +74,48 @@ func validatedSessions(t *testing.T, base string, smtpd *mailtest.Server, n int)
 // restart on the same database, and every bind that was acknowledged (200)
 // is found by lookup and by bulk_lookup.
 func TestCrashLosesNoAcknowledgedBind(t *testing.T) {
+	dir := t.TempDir()
+	crashTest(t, dir, filepath.Join(dir, "sigil.db"))
+}
+
+// The same on PostgreSQL (make test-postgres), in a schema of its own.
+func TestCrashLosesNoAcknowledgedBindPostgres(t *testing.T) {
+	base := os.Getenv("SIGIL_TEST_POSTGRES_URL")
+	if base == "" {
+		t.Skip("SIGIL_TEST_POSTGRES_URL not set (make test-postgres)")
+	}
+	ctx := context.Background()
+	admin, err := pgx.Connect(ctx, base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	schema := "sigil_crash_" + hex.EncodeToString(b)
+	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = admin.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
+		admin.Close(context.Background())
+	})
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	crashTest(t, t.TempDir(), u.String())
+}
+
+func crashTest(t *testing.T, dir, dsn string) {
 	const n, clients = 400, 8
 	smtpd := mailtest.Start(t)
 	cfg := smtpd.Config()
-	dir := t.TempDir()
 	addr := freeAddr(t)
 	extra := fmt.Sprintf("smtp:\n  host: %s\n  port: %d\n  tls: none\n  from: %s\nlimits:\n  mail_every: 0s\n", cfg.Host, cfg.Port, cfg.From)
-	p := startSigil(t, dir, addr, extra)
+	p := startSigilOn(t, dir, dsn, addr, extra)
 	base := "http://" + addr
 	sids := validatedSessions(t, base, smtpd, n)
 
@@ -115,7 +158,7 @@ func TestCrashLosesNoAcknowledgedBind(t *testing.T) {
 	}
 	t.Logf("%d of %d binds acknowledged before kill -9", len(acked), n)
 
-	startSigil(t, dir, addr, extra)
+	startSigilOn(t, dir, dsn, addr, extra)
 	c := &http.Client{Timeout: 30 * time.Second}
 	var pairs [][]string
 	for _, i := range acked {

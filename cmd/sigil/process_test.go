@@ -71,6 +71,12 @@ func freeAddr(t *testing.T) string {
 // extra YAML, and waits until it answers.
 func startSigil(t *testing.T, dir, addr, extra string) *proc {
 	t.Helper()
+	return startSigilOn(t, dir, filepath.Join(dir, "sigil.db"), addr, extra)
+}
+
+// startSigilOn is startSigil on the database dsn.
+func startSigilOn(t *testing.T, dir, dsn, addr, extra string) *proc {
+	t.Helper()
 	bin := sigilBinary(t)
 	cfg := fmt.Sprintf(`server_name: %s
 public_base_url: http://%s
@@ -78,7 +84,7 @@ listen: %s
 database: %q
 signing_key: %q
 log_level: info
-%s`, addr, addr, addr, filepath.Join(dir, "sigil.db"), filepath.Join(dir, "signing.key"), extra)
+%s`, addr, addr, addr, dsn, filepath.Join(dir, "signing.key"), extra)
 	cfgPath := filepath.Join(dir, "sigil.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
