@@ -16,6 +16,7 @@ import (
 
 	"github.com/sigil-matrix/sigil/handlers/apitest"
 	"github.com/sigil-matrix/sigil/handlers/federation/fedtest"
+	"github.com/sigil-matrix/sigil/handlers/identity"
 	"github.com/sigil-matrix/sigil/handlers/signing"
 )
 
@@ -126,13 +127,20 @@ func outageDSN(t *testing.T) (string, *tcpProxy) {
 func TestPostgresOutage(t *testing.T) {
 	dsn, proxy := outageDSN(t)
 	hs := fedtest.Start(t)
-	env := apitest.New(t, func(s *apitest.Setup) { s.DSN = dsn })
+	tos := "https://id.example/tos-en"
+	env := apitest.New(t, func(s *apitest.Setup) {
+		s.DSN = dsn
+		s.Config.Terms = []identity.Policy{{ID: "tos", Version: "1", Languages: map[string]identity.PolicyDoc{"en": {Name: "Terms", URL: tos}}}}
+	})
 	bound := []string{"out1@example.org", "out2@example.org", "out3@example.org"}
 	for _, a := range bound {
 		validateAndBind(t, env, a, "secret", "@u:example.org")
 	}
 	pendingSID := validate(t, env, "during@example.org", "secret")
 	tok := register(t, env, hs, "looker")
+	if r := env.Do(apitest.Request{Method: "POST", Path: v2 + "/terms", Header: bearer(tok), Body: map[string]any{"user_accepts": []string{tos}}}); r.Status != 200 {
+		t.Fatalf("accept terms: %d %s", r.Status, r.Body)
+	}
 	pepper := env.Do(apitest.Request{Method: "GET", Path: v2 + "/hash_details", Header: bearer(tok)}).String("lookup_pepper")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -122,14 +122,22 @@ func (s *Service) Terms() []Policy { return s.cfg.Terms }
 
 // CheckTerms requires that user accepted, for every configured policy,
 // one of the URLs of its current version (any language counts).
-func (s *Service) CheckTerms(ctx context.Context, user string) error {
+func (s *Service) CheckTerms(ctx context.Context, user string) (err error) {
 	if len(s.cfg.Terms) == 0 {
 		return nil
 	}
 	accepted, err := s.store.AcceptedTerms(ctx, user)
 	if err != nil {
+		if _, ok := s.auth.get(termsKey(user), s.now()); ok && Unavailable(err) {
+			return nil // accepted when last checked; the database is down
+		}
 		return matrixerr.Unknown(fmt.Errorf("terms: %w", err))
 	}
+	defer func() {
+		if err == nil {
+			s.auth.put(termsKey(user), user, s.now())
+		}
+	}()
 	for _, p := range s.cfg.Terms {
 		ok := false
 		for _, d := range p.Languages {
@@ -144,6 +152,9 @@ func (s *Service) CheckTerms(ctx context.Context, user string) error {
 	}
 	return nil
 }
+
+// termsKey is where authCache remembers that user had accepted the terms.
+func termsKey(user string) string { return "terms\x00" + user }
 
 // AgreeToTerms records user's acceptance of the URLs given, adding to what
 // was accepted before. URLs of no current policy are ignored.
