@@ -17,9 +17,17 @@ build:
 test:
 	$(GO) test ./...
 
-## test-postgres: the store tests again on PostgreSQL
+## test-postgres: the store tests again on PostgreSQL, the PostgreSQL outage test (a TCP proxy cuts the database off), the crash test on PostgreSQL
 test-postgres:
 	SIGIL_TEST_POSTGRES_URL='$(POSTGRES_URL)' $(GO) test -count=1 ./store/...
+	SIGIL_TEST_POSTGRES_URL='$(POSTGRES_URL)' $(GO) test -count=1 -run '^TestPostgresOutage$$' ./handlers/
+	SIGIL_TEST_POSTGRES_URL='$(POSTGRES_URL)' $(GO) test -count=1 -run '^TestCrashLosesNoAcknowledgedBindPostgres$$' ./cmd/sigil/
+
+## fuzz: every operation's body through the whole stack, briefly (FUZZTIME=30s): never a 5xx or a panic
+FUZZTIME ?= 30s
+.PHONY: fuzz
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzOperations$$' -fuzztime $(FUZZTIME) ./handlers/
 
 ## conformance: sigil-conformance against a freshly started sigil on SQLite (prints the table;
 ##              CONFORMANCE_FLAGS='-junit out.xml -only PATTERN -v' are passed on)
@@ -66,6 +74,17 @@ microbench:
 .PHONY: load load-quick
 load:
 	SIGIL_LOAD_POSTGRES_URL='$(POSTGRES_URL)' $(GO) run ./cmd/sigil-load $(LOAD_FLAGS)
+
+## soak: 8 minutes of load (about 10 with the seeding) with 1,000,000 bindings, mixed load from 5,000 client addresses plus a flooding client;
+##       prints RSS, heap, goroutines and DB size every 30 s; fails when peak RSS >= 200 MB, RSS is not flat
+##       (last vs first minute within 10 %) or the database keeps growing
+.PHONY: soak soak-quick
+soak:
+	$(GO) run ./cmd/sigil-load -soak 8m $(SOAK_FLAGS)
+
+## soak-quick: the same for 2 minutes with 100,000 bindings, 15 s lifetimes, a sample every 10 s (in .ci/run)
+soak-quick:
+	$(GO) run ./cmd/sigil-load -soak 2m -soak-n 100000 -soak-interval 10s -soak-clients 500 -soak-lifetime 15s $(SOAK_FLAGS)
 
 ## load-quick: the load benchmark on SQLite with 10k bindings, 3 s per workload
 load-quick:

@@ -78,7 +78,7 @@ func (s *Server) checkAuth(c echo.Context, route *routers.Route, next echo.Handl
 // RegisterAccount is POST /_matrix/identity/v2/account/register: the
 // user's homeserver vouches for an OpenID token, and we issue our own token.
 func (s *Server) RegisterAccount(ctx context.Context, req gen.RegisterAccountRequestObject) (gen.RegisterAccountResponseObject, error) {
-	tok, err := s.id.Register(ctx, req.Body.MatrixServerName, req.Body.AccessToken)
+	tok, err := s.id.Register(ctx, clientIP(ctx), req.Body.MatrixServerName, req.Body.AccessToken)
 	if err != nil {
 		return nil, err
 	}

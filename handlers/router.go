@@ -58,12 +58,14 @@ func NewHTTP(s *Server, opts HTTPOptions) (*echo.Echo, error) {
 		e.IPExtractor = echo.ExtractIPFromXFFHeader()
 	}
 	e.Use(s.accessLog(opts.Observer, v))
+	e.Pre(drainBody, refuseAmbiguousFraming)
 	e.Use(s.recoverPanics)
 	e.Use(cors)
 	if opts.DisableV1 {
 		e.Use(disableV1)
 		s.v1Disabled = true
 	}
+	e.Use(exactSegments)
 	e.Use(s.authenticate(v))
 	e.Use(v.Middleware())
 	if opts.Docs {
@@ -77,6 +79,10 @@ func NewHTTP(s *Server, opts HTTPOptions) (*echo.Echo, error) {
 	}
 	strict := gen.NewStrictHandler(s, []gen.StrictMiddlewareFunc{withRequestInfo})
 	gen.RegisterHandlers(e, strict)
+	// Health checks are no API operations: declared to the validator.
+	if err := v.Outside(registerHealth(e, s)...); err != nil {
+		return nil, err
+	}
 	// The validator takes its routes from the generated router. A route
 	// that serves no operation of the document is a build defect: refuse
 	// to start (one added later is refused per request, 500).
@@ -113,6 +119,20 @@ func withRequestInfo(f gen.StrictHandlerFunc, _ string) gen.StrictHandlerFunc {
 	}
 }
 
+// exactSegments refuses a path with more (or fewer) segments than the route
+// Echo matched: Echo lets a trailing path parameter swallow the rest of the
+// path (pubkey/ed25519:0/extra would look up the key "ed25519:0/extra").
+// An encoded slash (%2F) stays inside its segment.
+func exactSegments(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if route := c.Path(); route != "" && len(c.ParamNames()) > 0 &&
+			strings.Count(c.Request().URL.EscapedPath(), "/") != strings.Count(route, "/") {
+			return matrixerr.Unrecognized(http.StatusNotFound, "Unrecognized request")
+		}
+		return next(c)
+	}
+}
+
 func disableV1(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		if p, v1 := c.Request().URL.Path, string(identity.V1); p == v1 || strings.HasPrefix(p, v1+"/") {
@@ -134,6 +154,9 @@ func (s *Server) recoverPanics(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
+// retryAfterSeconds is the Retry-After of a 503 during a database outage.
+const retryAfterSeconds = "5"
+
 // handleError is the one place errors become responses. Matrix errors keep
 // their status and body; Echo's routing errors become M_UNRECOGNIZED; any
 // other error is a 500 M_UNKNOWN whose cause is logged, never shown.
@@ -142,6 +165,13 @@ func (s *Server) handleError(err error, c echo.Context) {
 		return
 	}
 	me := s.toMatrix(err)
+	if me.Status == http.StatusInternalServerError && identity.Unavailable(me.Cause) {
+		// An outage, not a bug: say when to come back. Nothing was
+		// acknowledged, so the client's retry loses nothing.
+		me = matrixerr.New(http.StatusServiceUnavailable, "M_UNKNOWN",
+			"The database is unavailable; try again shortly").WithCause(me.Cause)
+		c.Response().Header().Set("Retry-After", retryAfterSeconds)
+	}
 	// Client errors are the client's business (debug); only what this
 	// server failed at is an error worth an operator's attention.
 	if me.Status >= 500 {

@@ -97,8 +97,12 @@ func TestRegisterRefusesPrivateAddressesByDefault(t *testing.T) {
 	})
 	hs.AddOpenIDToken("tok", "alice")
 	r := env.Post(v2+"/account/register", map[string]any{"access_token": "tok", "token_type": "Bearer", "matrix_server_name": hs.Name, "expires_in": 60})
-	if r.Status != 502 || hs.Requests("/_matrix/federation/v1/openid/userinfo") != 0 {
+	if hs.Requests("/_matrix/federation/v1/openid/userinfo") != 0 {
 		t.Errorf("loopback homeserver contacted without permission: %d %s", r.Status, r.Body)
+	}
+	// A refusal by policy is the client's to fix: a 4xx naming the reason.
+	if r.Status != 403 || r.Errcode() != "M_FORBIDDEN" || !strings.Contains(r.String("error"), "private") {
+		t.Errorf("refused by policy: %d %s, want 403 M_FORBIDDEN naming the reason", r.Status, r.Body)
 	}
 }
 

@@ -580,8 +580,11 @@ type lookupIndex struct {
 	// (held across their commit), notifications and load completion.
 	wmu     sync.Mutex
 	loading bool
-	gen     uint64
-	pending ixPending
+	// catchingUp mirrors loading for IndexStats, which must not wait for
+	// wmu (held across a write's commit, however long the database takes).
+	catchingUp atomic.Bool
+	gen        uint64
+	pending    ixPending
 	// loadErrs counts consecutive failed loads, for the retry back-off.
 	loadErrs int
 
@@ -712,6 +715,10 @@ type IndexStats struct {
 	LoadTime time.Duration
 	// Loads counts completed loads (1 unless a reload was needed).
 	Loads int
+	// CatchingUp is true while a load runs: with Loaded, lookups are
+	// answered from the previous index (say, while the database or the
+	// PostgreSQL notification connection is being regained).
+	CatchingUp bool
 }
 
 // IndexStats reports on the lookup index.
@@ -722,7 +729,7 @@ func (s *Store) IndexStats() IndexStats {
 	}
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
-	st := IndexStats{LoadTime: ix.loadTime, Loads: ix.loads}
+	st := IndexStats{LoadTime: ix.loadTime, Loads: ix.loads, CatchingUp: ix.catchingUp.Load()}
 	if t := ix.tab; t != nil {
 		st.Loaded, st.Entries, st.Bytes = true, t.live, t.bytes()
 	}
@@ -751,11 +758,22 @@ func (s *Store) WaitIndex(ctx context.Context) error {
 // beginLoadLocked drops the index (lookups go to the database) and starts
 // recording changes for a load that has yet to start reading. Holds wmu.
 func (ix *lookupIndex) beginLoadLocked() uint64 {
+	return ix.beginLoadKeepingLocked(false)
+}
+
+// beginLoadKeepingLocked is beginLoadLocked; with keep, the published
+// index stays published (and up to date with this instance's writes)
+// until the new load replaces it: after losing the LISTEN connection the
+// database may be unreachable, and lookups are still answered from
+// memory, missing at most other instances' writes until the load catches
+// up. Holds wmu.
+func (ix *lookupIndex) beginLoadKeepingLocked(keep bool) uint64 {
 	ix.gen++
 	ix.loading = true
+	ix.catchingUp.Store(true)
 	ix.pending = ixPending{}
 	ix.mu.Lock()
-	if ix.tab != nil {
+	if ix.tab != nil && !keep {
 		ix.tab.release()
 		ix.tab = nil
 	}
@@ -852,8 +870,12 @@ func (ix *lookupIndex) load(gen uint64) {
 	elapsed := time.Since(start)
 	ix.loadErrs = 0
 	ix.loading = false
+	ix.catchingUp.Store(false)
 	ix.pending = ixPending{}
 	ix.mu.Lock()
+	if ix.tab != nil { // kept while this load ran
+		ix.tab.release()
+	}
 	ix.tab = t
 	ix.loadTime = elapsed
 	ix.loads++
@@ -1084,15 +1106,22 @@ func (ix *lookupIndex) write(commit func() (ixChange, error)) error {
 	if c.empty() {
 		return nil
 	}
-	if ix.loading {
-		ix.pending.add(&c)
-		return nil
-	}
 	ix.mu.Lock()
-	if ix.tab != nil {
+	if ix.tab != nil { // published, or kept while a load runs
 		err = c.applyTo(ix.tab)
 	}
 	ix.mu.Unlock()
+	if ix.loading {
+		ix.pending.add(&c)
+		if err != nil {
+			ix.s.log.Error("store: lookup index: update of the kept index failed; dropping it", "err", err)
+			ix.mu.Lock()
+			ix.tab.release()
+			ix.tab = nil
+			ix.mu.Unlock()
+		}
+		return nil
+	}
 	if err != nil {
 		ix.s.log.Error("store: lookup index: update failed; reloading", "err", err)
 		ix.reloadLocked()
@@ -1185,7 +1214,7 @@ func (ix *lookupIndex) listen() {
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		ix.wmu.Lock()
-		gen := ix.beginLoadLocked()
+		gen := ix.beginLoadKeepingLocked(true)
 		ix.wmu.Unlock()
 
 		conn, err := pgx.Connect(ctx, ix.dsn)
@@ -1198,7 +1227,7 @@ func (ix *lookupIndex) listen() {
 			if ctx.Err() != nil {
 				return
 			}
-			ix.s.log.Error("store: lookup index: listen failed; lookups use the database", "err", err, "retry_in", backoff)
+			ix.s.log.Error("store: lookup index: listen failed; retrying (lookups use the loaded index, if any, else the database)", "err", err, "retry_in", backoff)
 			select {
 			case <-ctx.Done():
 				return

@@ -26,6 +26,17 @@ func (s *Store) CreateInvite(ctx context.Context, inv Invite) error {
 	return wrap("create invite", s.wdb.WithContext(ctx).Create(&inv).Error)
 }
 
+// DeleteUnclaimedInvite deletes the invite with the given token unless a
+// bind has claimed it for an onbind delivery (or it was delivered). It
+// reports whether it deleted it.
+func (s *Store) DeleteUnclaimedInvite(ctx context.Context, token string) (bool, error) {
+	res := s.wdb.WithContext(ctx).Where("token = ? AND "+pendingInvites, token).Delete(&Invite{})
+	if res.Error != nil {
+		return false, wrap("delete invite", res.Error)
+	}
+	return res.RowsAffected > 0, nil
+}
+
 // InviteByToken returns the invite with the given token, or ErrNotFound.
 func (s *Store) InviteByToken(ctx context.Context, token string) (Invite, error) {
 	var inv Invite

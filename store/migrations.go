@@ -167,6 +167,30 @@ func migrations() []*gormigrate.Migration {
 				return tx.Migrator().DropTable("imported_ephemeral_keys")
 			},
 		},
+		{
+			// The purge (purge.go) finds old rows by these columns.
+			ID: "0007_purge_indexes",
+			Migrate: func(tx *gorm.DB) error {
+				for _, q := range []string{
+					"CREATE INDEX idx_invites_created_at ON invites (created_at)",
+					"CREATE INDEX idx_onbind_deliveries_delivered_at ON onbind_deliveries (delivered_at)",
+					"CREATE INDEX idx_onbind_deliveries_failed_at ON onbind_deliveries (failed_at)",
+				} {
+					if err := tx.Exec(q).Error; err != nil {
+						return err
+					}
+				}
+				return nil
+			},
+			Rollback: func(tx *gorm.DB) error {
+				for _, ix := range []string{"idx_invites_created_at", "idx_onbind_deliveries_delivered_at", "idx_onbind_deliveries_failed_at"} {
+					if err := tx.Exec("DROP INDEX " + ix).Error; err != nil {
+						return err
+					}
+				}
+				return nil
+			},
+		},
 	}
 }
 

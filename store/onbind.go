@@ -158,6 +158,32 @@ func (s *Store) DueOnBinds(ctx context.Context, now time.Time, limit int, lease 
 	return out, nil
 }
 
+// LeaseOnBind reserves d, as read by DueOnBinds, for one attempt: its
+// NextAttemptAt moves to now+lease unless another worker changed it first.
+// It reports whether the lease was taken (and updates d).
+func (s *Store) LeaseOnBind(ctx context.Context, d *OnBindDelivery, now time.Time, lease time.Duration) (bool, error) {
+	until := utc(now.Add(lease))
+	res := s.wdb.WithContext(ctx).Model(&OnBindDelivery{}).
+		Where("id = ? AND attempts = ? AND delivered_at IS NULL AND failed_at IS NULL AND next_attempt_at <= ?", d.ID, d.Attempts, utc(now)).
+		Update("next_attempt_at", until)
+	if res.Error != nil {
+		return false, wrap("lease onbind", res.Error)
+	}
+	if res.RowsAffected != 1 {
+		return false, nil
+	}
+	d.NextAttemptAt = until
+	return true, nil
+}
+
+// RenewOnBindLease extends the lease of a delivery still being attempted.
+func (s *Store) RenewOnBindLease(ctx context.Context, id uint, until time.Time) error {
+	err := s.wdb.WithContext(ctx).Model(&OnBindDelivery{}).
+		Where("id = ? AND delivered_at IS NULL AND failed_at IS NULL", id).
+		Update("next_attempt_at", utc(until)).Error
+	return wrap("renew onbind lease", err)
+}
+
 // MarkOnBindDelivered records a successful delivery and, in the same
 // transaction, sets DeliveredAt on the invites it carried. Marking a
 // delivery twice changes nothing.

@@ -63,7 +63,27 @@ func main() {
 	flag.StringVar(&o.sigilBin, "sigil", "", "a prebuilt sigil binary (default: go build ./cmd/sigil)")
 	flag.StringVar(&o.srcDir, "src", ".", "directory inside the Sigil module, for go build")
 	flag.StringVar(&o.profileDir, "profile", "", "write the server's CPU profile of each measured workload into this directory")
+	var so soakOptions
+	flag.DurationVar(&so.duration, "soak", 0, "instead of the benchmark, a soak of this length (make soak): mixed load plus a flooding client, targets checked")
+	flag.IntVar(&so.n, "soak-n", 1000000, "bindings seeded for the soak")
+	flag.DurationVar(&so.interval, "soak-interval", 30*time.Second, "how often the soak prints RSS, heap, goroutines and database size")
+	flag.IntVar(&so.clients, "soak-clients", 5000, "client addresses (X-Forwarded-For) of the soak's mixed load")
+	flag.Float64Var(&so.maxRSSMB, "soak-max-rss", 200, "soak target: peak server RSS below this many MB")
+	flag.Float64Var(&so.flatPct, "soak-flat", 10, "soak target: RSS (last vs first minute) and database size (end vs a third in) within this many percent")
+	flag.DurationVar(&so.lifetime, "soak-lifetime", time.Minute, "token and session lifetime, and invite and onbind retention, of the soak's server")
+	flag.BoolVar(&so.legacy, "soak-legacy", false, "the server binary predates the retention settings (a before/after comparison)")
 	flag.Parse()
+	if so.duration > 0 {
+		so.concurrency = 16
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		o.srcDir = "."
+		if err := runSoak(ctx, o, so); err != nil {
+			fmt.Fprintln(os.Stderr, "sigil-load:", err)
+			os.Exit(1)
+		}
+		return
+	}
 
 	var err error
 	if o.sizes, err = parseSizes(sizes); err == nil {

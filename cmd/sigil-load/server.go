@@ -82,11 +82,16 @@ func freePort() (int, error) {
 // startServer writes a configuration into dir, starts bin and waits for the
 // first 200 on the status route.
 func startServer(ctx context.Context, bin, dir, dsn, keyPath string, debug bool) (*server, error) {
+	return startServerWith(ctx, bin, dir, func(port int) string { return configYAML(port, dsn, keyPath) }, debug)
+}
+
+// startServerWith is startServer with the configuration config(port).
+func startServerWith(ctx context.Context, bin, dir string, config func(port int) string, debug bool) (*server, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
-	cfg, debugBase := configYAML(port, dsn, keyPath), ""
+	cfg, debugBase := config(port), ""
 	if debug {
 		dport, err := freePort()
 		if err != nil {

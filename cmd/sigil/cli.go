@@ -133,7 +133,7 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 			return exitUsage
 		}
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := onSignals(c.log)
 	defer stop()
 	err = do(ctx, positional)
 	var ue usageError
@@ -156,6 +156,30 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 
 // parseInterleaved parses flags anywhere among the arguments
 // (`onbind list -state failed` as well as `onbind -state failed list`).
+// onSignals returns a context that ends at the first SIGTERM or SIGINT,
+// which starts a graceful shutdown; a second signal exits at once.
+func onSignals(log *slog.Logger) (context.Context, func()) {
+	if log == nil {
+		log = slog.Default()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		sig, ok := <-sigs
+		if !ok {
+			return
+		}
+		log.Info("signal received: shutting down (a second signal exits at once)", "signal", sig.String())
+		cancel()
+		if sig, ok = <-sigs; ok {
+			log.Warn("second signal: exiting now", "signal", sig.String())
+			os.Exit(1)
+		}
+	}()
+	return ctx, func() { signal.Stop(sigs); cancel() }
+}
+
 func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 	var positional []string
 	for {

@@ -49,6 +49,9 @@ type Config struct {
 	MetricsListen string `yaml:"metrics_listen"`
 	// Docs serves the OpenAPI document and an interactive page of it.
 	Docs DocsConfig `yaml:"docs"`
+	// ShutdownTimeout is how long requests in flight may take to finish
+	// after SIGTERM; what is left then (a slow upload) is cut.
+	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
 
 	Sessions   SessionConfig    `yaml:"sessions"`
 	SMTP       SMTPConfig       `yaml:"smtp"`
@@ -58,6 +61,7 @@ type Config struct {
 	Lookup     LookupConfig     `yaml:"lookup"`
 	Federation FederationConfig `yaml:"federation"`
 	Register   RegisterConfig   `yaml:"register"`
+	Retention  RetentionConfig  `yaml:"retention"`
 	Terms      []PolicyConfig   `yaml:"terms"`
 	// NextLinkHosts, if set, limits the hosts next_link may redirect to.
 	NextLinkHosts []string `yaml:"next_link_hosts"`
@@ -120,6 +124,19 @@ type DocsConfig struct {
 	Enabled bool `yaml:"enabled"`
 }
 
+// RetentionConfig is how long finished data is kept before the purge
+// deletes it; a negative duration keeps it for ever.
+type RetentionConfig struct {
+	// ExpiredSessions: how long a session is kept once it has expired.
+	ExpiredSessions Duration `yaml:"expired_sessions"`
+	// Invites: how long a third-party invite is kept, delivered or not.
+	Invites Duration `yaml:"invites"`
+	// OnBindDeliveries: how long a delivered or abandoned onbind is kept.
+	OnBindDeliveries Duration `yaml:"onbind_deliveries"`
+	// PurgeEvery: how often the purge runs.
+	PurgeEvery Duration `yaml:"purge_every"`
+}
+
 type RegisterConfig struct {
 	// AllowedServers limits which homeservers' users may register.
 	AllowedServers []string `yaml:"allowed_servers"`
@@ -165,20 +182,25 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 // Defaults are what a newcomer gets with no configuration at all.
 func Defaults() Config {
 	return Config{
-		ServerName:    "localhost:8090",
-		PublicBaseURL: "http://localhost:8090",
-		Listen:        "127.0.0.1:8090",
-		Database:      "data/sigil.db",
-		SigningKey:    "data/signing.key",
-		LogLevel:      "info",
-		LogFormat:     "text",
-		Docs:          DocsConfig{Enabled: true},
-		Sessions:      SessionConfig{TokenLifetime: Duration{24 * time.Hour}, SessionLifetime: Duration{24 * time.Hour}},
-		SMTP:          SMTPConfig{Port: 587, TLS: "starttls", From: "Sigil <noreply@localhost>"},
-		Limits:        LimitConfig{MaxBodyBytes: 1 << 20, MailEvery: Duration{time.Minute}, MailBurst: 5},
-		API:           APIConfig{V1: true},
-		Lookup:        LookupConfig{MaxAddresses: 10000},
-		Federation:    FederationConfig{Timeout: Duration{10 * time.Second}},
+		ServerName:      "localhost:8090",
+		PublicBaseURL:   "http://localhost:8090",
+		Listen:          "127.0.0.1:8090",
+		Database:        "data/sigil.db",
+		SigningKey:      "data/signing.key",
+		LogLevel:        "info",
+		LogFormat:       "text",
+		Docs:            DocsConfig{Enabled: true},
+		Sessions:        SessionConfig{TokenLifetime: Duration{24 * time.Hour}, SessionLifetime: Duration{24 * time.Hour}},
+		SMTP:            SMTPConfig{Port: 587, TLS: "starttls", From: "Sigil <noreply@localhost>"},
+		Limits:          LimitConfig{MaxBodyBytes: 1 << 20, MailEvery: Duration{time.Minute}, MailBurst: 5},
+		API:             APIConfig{V1: true},
+		Lookup:          LookupConfig{MaxAddresses: 10000},
+		Federation:      FederationConfig{Timeout: Duration{10 * time.Second}},
+		ShutdownTimeout: Duration{10 * time.Second},
+		Retention: RetentionConfig{
+			ExpiredSessions: Duration{time.Hour}, Invites: Duration{30 * 24 * time.Hour},
+			OnBindDeliveries: Duration{7 * 24 * time.Hour}, PurgeEvery: Duration{10 * time.Minute},
+		},
 	}
 }
 
@@ -519,6 +541,12 @@ func (c Config) Validate() error {
 				bad("terms[%d].languages.%s needs a name and an absolute url", i, lang)
 			}
 		}
+	}
+	if c.ShutdownTimeout.Duration <= 0 {
+		bad("shutdown_timeout must be positive")
+	}
+	if c.Retention.PurgeEvery.Duration <= 0 {
+		bad("retention.purge_every must be positive")
 	}
 	if c.Limits.MaxBodyBytes <= 0 {
 		bad("limits.max_body_bytes must be positive")

@@ -6,6 +6,7 @@ import (
 	"strconv"
 
 	"gopkg.in/yaml.v3"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -222,5 +223,19 @@ func TestExampleNamesRealVariables(t *testing.T) {
 		if !known[name] {
 			t.Errorf("sigil.example.yaml names %s, which is no setting's variable", name)
 		}
+	}
+}
+
+func TestTuneGCBoundsTheHeap(t *testing.T) {
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(math.MaxInt64))
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	tuneGC(func(string) (string, bool) { return "", false })
+	if got := debug.SetMemoryLimit(-1); got != defaultMemoryLimit {
+		t.Errorf("memory limit %d without GOMEMLIMIT, want %d", got, defaultMemoryLimit)
+	}
+	debug.SetMemoryLimit(math.MaxInt64)
+	tuneGC(func(k string) (string, bool) { return "1GiB", k == "GOMEMLIMIT" })
+	if got := debug.SetMemoryLimit(-1); got != math.MaxInt64 {
+		t.Errorf("memory limit %d with GOMEMLIMIT set, want it left alone", got)
 	}
 }

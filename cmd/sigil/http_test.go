@@ -75,7 +75,6 @@ func do(t *testing.T, method, u, body string, header ...string) *http.Response {
 }
 
 const (
-	v1 = "/_matrix/identity/api/v1"
 	v2 = "/_matrix/identity/v2"
 )
 

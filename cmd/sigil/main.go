@@ -101,6 +101,10 @@ func (a *app) wire(cfg Config, log *slog.Logger) error {
 		NextLinkHosts: cfg.NextLinkHosts, MailEvery: cfg.Limits.MailEvery.Duration, MailBurst: cfg.Limits.MailBurst,
 		MaxLookupAddresses: cfg.Lookup.MaxAddresses, RegisterAllowedServers: cfg.Register.AllowedServers,
 		Terms: policies(cfg.Terms),
+		Retention: identity.Retention{
+			ExpiredSessions: cfg.Retention.ExpiredSessions.Duration, Invites: cfg.Retention.Invites.Duration,
+			OnBinds: cfg.Retention.OnBindDeliveries.Duration, Every: cfg.Retention.PurgeEvery.Duration,
+		},
 	}, identity.Deps{
 		Store: a.store, Key: key, Mail: a.metrics.Mail(sender), SMS: a.metrics.SMS(texts), Templates: tmpl,
 		Logger: log, Federation: fed,
@@ -280,6 +284,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	ln = handlers.Guard(hs, ln)
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	if cfg.DebugListen != "" {
@@ -299,6 +304,9 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	workerCtx, stopWorker := context.WithCancel(context.Background())
 	workerDone := make(chan struct{})
 	go func() { defer close(workerDone); a.identity.RunOnBindWorker(workerCtx) }()
+	purgeDone := make(chan struct{})
+	go func() { defer close(purgeDone); a.identity.RunPurger(workerCtx) }()
+	defer func() { stopWorker(); <-purgeDone }()
 	defer func() { stopWorker(); <-workerDone }()
 	log.Info("listening", "addr", ln.Addr().String(), "public_base_url", cfg.PublicBaseURL)
 	select {
@@ -306,10 +314,25 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	case <-ctx.Done():
 	}
-	log.Info("shutting down")
-	shutCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	return shutdown(hs, cfg.ShutdownTimeout.Duration, log)
+}
+
+// shutdown stops accepting connections and lets the requests in flight
+// finish for up to timeout; then it cuts what is left (a slow upload, a
+// client that stopped reading). Either way the shutdown was orderly: the
+// database is closed by the caller and the exit status is 0.
+func shutdown(hs *http.Server, timeout time.Duration, log *slog.Logger) error {
+	log.Info("shutting down: no new connections; finishing requests in flight", "deadline", timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	if err := hs.Shutdown(shutCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	err := hs.Shutdown(ctx)
+	switch {
+	case err == nil, errors.Is(err, http.ErrServerClosed):
+		log.Info("shut down")
+	case errors.Is(err, context.DeadlineExceeded):
+		log.Warn("requests still in flight at the shutdown deadline: cut", "deadline", timeout)
+		_ = hs.Close()
+	default:
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	return nil
@@ -381,9 +404,20 @@ func serveDebug(addr string, log *slog.Logger) (stop func(), err error) {
 // server needs anyway (see README, Performance).
 const defaultGCPercent = 300
 
-// tuneGC applies defaultGCPercent unless the operator set GOGC.
+// defaultMemoryLimit is the Go runtime's soft memory limit when
+// GOMEMLIMIT is not set: under a burst of large requests the heap may
+// not grow past it however far GOGC would let it (the lookup index and
+// SQLite's page cache are outside it). The live heap is far smaller, so
+// the collector only works harder during such bursts.
+const defaultMemoryLimit = 48 << 20
+
+// tuneGC applies defaultGCPercent and defaultMemoryLimit unless the
+// operator set GOGC or GOMEMLIMIT.
 func tuneGC(env func(string) (string, bool)) {
 	if _, set := env("GOGC"); !set {
 		debug.SetGCPercent(defaultGCPercent)
+	}
+	if _, set := env("GOMEMLIMIT"); !set {
+		debug.SetMemoryLimit(defaultMemoryLimit)
 	}
 }

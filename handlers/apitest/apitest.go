@@ -90,6 +90,9 @@ type Setup struct {
 	// Wire runs after the server is built and before it serves, for
 	// components other issues add (onbind delivery, accounts...).
 	Wire func(*Env)
+	// Log receives the server's log instead of t.Log (a fuzz target may
+	// not log through its *testing.F).
+	Log io.Writer
 }
 
 // New starts a server for t, with options applied to the default setup.
@@ -107,7 +110,11 @@ func New(t testing.TB, options ...func(*Setup)) *Env {
 		s.DSN = filepath.Join(dir, "sigil.db")
 	}
 	ctx := context.Background()
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	var logTo io.Writer = testWriter{t}
+	if s.Log != nil {
+		logTo = s.Log
+	}
+	log := slog.New(slog.NewTextHandler(logTo, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	st, err := store.Open(ctx, s.DSN, store.WithLogger(log))
 	if err != nil {
 		t.Fatalf("open store: %v", err)
@@ -135,6 +142,7 @@ func New(t testing.TB, options ...func(*Setup)) *Env {
 	}
 	e := &Env{T: t, Store: st, Mail: smtpd, SMS: gateway, Key: key, Clock: clock, DSN: s.DSN}
 	ts := httptest.NewUnstartedServer(nil)
+	ts.Listener = handlers.Guard(ts.Config, ts.Listener)
 	e.URL = "http://" + ts.Listener.Addr().String()
 	if s.Config.PublicBaseURL == "" {
 		s.Config.PublicBaseURL = e.URL

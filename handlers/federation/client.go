@@ -132,6 +132,31 @@ type Client struct {
 	keys      map[string]keyEntry
 }
 
+// maxCacheEntries bounds the .well-known and key caches: a caller can make
+// us look up any number of server names.
+const maxCacheEntries = 10_000
+
+// putBounded stores k in m, first making room when m is full: expired
+// entries go, and failing that an arbitrary one (a refetch, never a
+// wrong answer). Inserts follow a network fetch, so the scan is cheap
+// next to what caused it.
+func putBounded[K comparable, V any](m map[K]V, k K, v V, expired func(V) bool) {
+	if _, ok := m[k]; !ok && len(m) >= maxCacheEntries {
+		for key, old := range m {
+			if expired(old) {
+				delete(m, key)
+			}
+		}
+		for key := range m {
+			if len(m) < maxCacheEntries {
+				break
+			}
+			delete(m, key)
+		}
+	}
+	m[k] = v
+}
+
 // NewClient returns a client configured by o.
 func NewClient(o ClientOptions) *Client {
 	if o.Timeout <= 0 {

@@ -316,3 +316,16 @@ func TestTimeout(t *testing.T) {
 		t.Errorf("took %v despite 300ms timeout", d)
 	}
 }
+
+func TestCachesAreBounded(t *testing.T) {
+	m := map[int]int{}
+	for i := 0; i < 3*maxCacheEntries; i++ {
+		putBounded(m, i, i, func(v int) bool { return v%2 == 0 })
+	}
+	if len(m) > maxCacheEntries {
+		t.Fatalf("%d entries, want at most %d", len(m), maxCacheEntries)
+	}
+	if _, ok := m[3*maxCacheEntries-1]; !ok {
+		t.Fatal("the newest entry was not stored")
+	}
+}

@@ -62,7 +62,8 @@ func (c *Client) serverKeys(ctx context.Context, serverName string, refresh bool
 		}
 		fetched := c.now()
 		c.mu.Lock()
-		c.keys[serverName] = keyEntry{keys: keys, fetched: fetched, expires: fetched.Add(ttl)}
+		putBounded(c.keys, serverName, keyEntry{keys: keys, fetched: fetched, expires: fetched.Add(ttl)},
+			func(e keyEntry) bool { return !fetched.Before(e.expires) })
 		c.mu.Unlock()
 		return keys, nil
 	})

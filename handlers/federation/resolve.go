@@ -231,7 +231,9 @@ func (c *Client) lookupWellKnown(ctx context.Context, host string) (server strin
 		}
 		if ttl > 0 {
 			c.mu.Lock()
-			c.wellKnown[key] = wellKnownEntry{server: server, expires: c.now().Add(ttl)}
+			now := c.now()
+			putBounded(c.wellKnown, key, wellKnownEntry{server: server, expires: now.Add(ttl)},
+				func(e wellKnownEntry) bool { return !now.Before(e.expires) })
 			c.mu.Unlock()
 		}
 		return server, nil

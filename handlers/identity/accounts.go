@@ -39,8 +39,14 @@ func AccessTokenHash(token string) string {
 }
 
 // Register exchanges an OpenID token, vouched for by the user's
-// homeserver, for an access token of ours (v2 account/register).
-func (s *Service) Register(ctx context.Context, serverName, openIDToken string) (string, error) {
+// homeserver, for an access token of ours (v2 account/register). Each call
+// costs an outbound request, so clientIP is rate-limited.
+func (s *Service) Register(ctx context.Context, clientIP, serverName, openIDToken string) (string, error) {
+	if clientIP != "" {
+		if ok, wait := s.registerByIP.Allow(clientIP, s.now()); !ok {
+			return "", matrixerr.LimitExceeded(wait.Milliseconds())
+		}
+	}
 	server := strings.ToLower(serverName)
 	if !federation.ValidServerName(server) {
 		return "", matrixerr.InvalidParam("matrix_server_name is not a valid server name")
@@ -55,6 +61,12 @@ func (s *Service) Register(ctx context.Context, serverName, openIDToken string) 
 	switch {
 	case errors.Is(err, federation.ErrUnknownToken):
 		return "", matrixerr.UnknownToken("The homeserver does not recognise this OpenID token")
+	case errors.Is(err, federation.ErrForbiddenAddress):
+		// Policy, not an outage: say so, and do not invite a retry.
+		return "", matrixerr.Forbidden(fmt.Sprintf(
+			"%s resolves to a private or reserved address, which this server does not contact", server)).WithCause(err)
+	case errors.Is(err, federation.ErrInvalidServerName):
+		return "", matrixerr.InvalidParam("matrix_server_name is not a valid server name").WithCause(err)
 	case err != nil:
 		return "", matrixerr.New(http.StatusBadGateway, "M_UNKNOWN",
 			fmt.Sprintf("Could not verify the OpenID token with %s", server)).WithCause(err)
@@ -72,18 +84,24 @@ func (s *Service) Authenticate(ctx context.Context, token string) (string, error
 	if token == "" {
 		return "", matrixerr.Unauthorized("An access token is required: register at /_matrix/identity/v2/account/register")
 	}
-	user, err := s.store.AccountByTokenHash(ctx, AccessTokenHash(token))
+	hash := AccessTokenHash(token)
+	user, err := s.store.AccountByTokenHash(ctx, hash)
 	if errors.Is(err, store.ErrNotFound) {
 		return "", ErrUnknownToken
 	}
 	if err != nil {
+		if user, ok := s.auth.get(hash, s.now()); ok && Unavailable(err) {
+			return user, nil // the database is down: lookups go on
+		}
 		return "", matrixerr.Unknown(fmt.Errorf("authenticate: %w", err))
 	}
+	s.auth.put(hash, user, s.now())
 	return user, nil
 }
 
 // Logout revokes an access token.
 func (s *Service) Logout(ctx context.Context, token string) error {
+	s.auth.forget(AccessTokenHash(token))
 	if _, err := s.store.DeleteAccount(ctx, AccessTokenHash(token)); err != nil {
 		return matrixerr.Unknown(fmt.Errorf("logout: %w", err))
 	}
@@ -104,14 +122,22 @@ func (s *Service) Terms() []Policy { return s.cfg.Terms }
 
 // CheckTerms requires that user accepted, for every configured policy,
 // one of the URLs of its current version (any language counts).
-func (s *Service) CheckTerms(ctx context.Context, user string) error {
+func (s *Service) CheckTerms(ctx context.Context, user string) (err error) {
 	if len(s.cfg.Terms) == 0 {
 		return nil
 	}
 	accepted, err := s.store.AcceptedTerms(ctx, user)
 	if err != nil {
+		if _, ok := s.auth.get(termsKey(user), s.now()); ok && Unavailable(err) {
+			return nil // accepted when last checked; the database is down
+		}
 		return matrixerr.Unknown(fmt.Errorf("terms: %w", err))
 	}
+	defer func() {
+		if err == nil {
+			s.auth.put(termsKey(user), user, s.now())
+		}
+	}()
 	for _, p := range s.cfg.Terms {
 		ok := false
 		for _, d := range p.Languages {
@@ -126,6 +152,9 @@ func (s *Service) CheckTerms(ctx context.Context, user string) error {
 	}
 	return nil
 }
+
+// termsKey is where authCache remembers that user had accepted the terms.
+func termsKey(user string) string { return "terms\x00" + user }
 
 // AgreeToTerms records user's acceptance of the URLs given, adding to what
 // was accepted before. URLs of no current policy are ignored.

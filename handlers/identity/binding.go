@@ -126,6 +126,11 @@ func (s *Service) currentPepper(ctx context.Context) (string, error) {
 	}
 	p, err := s.pepper(ctx)
 	if err != nil {
+		if s.peppers.value != "" && Unavailable(err) {
+			// The database is down: the last pepper read is the best
+			// answer (a rotation needs the database too).
+			return s.peppers.value, nil
+		}
 		return "", err
 	}
 	s.peppers.value, s.peppers.until = p, time.Now().Add(pepperCacheTTL)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/sigil-matrix/sigil/handlers/mail"
 	"github.com/sigil-matrix/sigil/handlers/signing"
@@ -69,13 +70,24 @@ func (s *Service) StoreInvite(ctx context.Context, r InviteRequest) (StoredInvit
 		EphemeralPrivateKey: signing.EncodeBase64(eph.Private.Seed()),
 		Params:              params,
 	}
-	// Persist before mailing: a mail that names an invite must never refer
-	// to one that was not kept.
+	// Render first (a value that cannot be rendered must leave nothing
+	// behind), persist before mailing (a mail must never name an invite
+	// that was not kept), and take the invite back if the mail cannot go.
+	msg, err := s.inviteMail(inv, r.Params)
+	if err != nil {
+		return StoredInvite{}, err
+	}
 	if err := s.store.CreateInvite(ctx, inv); err != nil {
 		return StoredInvite{}, matrixerr.Unknown(fmt.Errorf("store invite: %w", err))
 	}
-	if err := s.sendInviteMail(ctx, inv, r.Params); err != nil {
-		return StoredInvite{}, err
+	if sendErr := s.mail.Send(ctx, msg); sendErr != nil {
+		claimed, err := s.withdrawInvite(ctx, inv.Token)
+		if err != nil {
+			return StoredInvite{}, err
+		}
+		if !claimed {
+			return StoredInvite{}, matrixerr.EmailSendError(sendErr)
+		}
 	}
 	return StoredInvite{
 		Token:       inv.Token,
@@ -87,28 +99,56 @@ func (s *Service) StoreInvite(ctx context.Context, r InviteRequest) (StoredInvit
 	}, nil
 }
 
-func (s *Service) sendInviteMail(ctx context.Context, inv store.Invite, params map[string]any) error {
-	str := func(k string) string { v, _ := params[k].(string); return v }
+// withdrawInvite deletes an invite whose mail could not be sent, so a
+// failed store-invite keeps nothing. A bind of the address in between may
+// have claimed it for delivery already: it is then kept (it will reach the
+// new owner), and claimed is true.
+func (s *Service) withdrawInvite(ctx context.Context, token string) (claimed bool, err error) {
+	deleted, err := s.store.DeleteUnclaimedInvite(context.WithoutCancel(ctx), token)
+	if err != nil {
+		return false, matrixerr.Unknown(fmt.Errorf("withdraw invite after a failed mail: %w", err))
+	}
+	return !deleted, nil
+}
+
+func (s *Service) inviteMail(inv store.Invite, params map[string]any) (mail.Message, error) {
+	str := func(k string) string { v, _ := params[k].(string); return oneLine(v) }
 	extra := map[string]string{}
 	for k, v := range params {
 		if sv, ok := v.(string); ok {
-			extra[k] = sv
+			extra[oneLine(k)] = oneLine(sv)
 		}
 	}
 	msg, err := s.templates.Invite(mail.InviteData{
-		Address: inv.Address, RoomID: inv.RoomID, RoomName: str("room_name"), RoomAlias: str("room_alias"),
+		Address: inv.Address, RoomID: oneLine(inv.RoomID), RoomName: str("room_name"), RoomAlias: str("room_alias"),
 		RoomAvatarURL: str("room_avatar_url"), RoomType: str("room_type"), RoomJoinRules: str("room_join_rules"),
-		SenderID: inv.Sender, SenderDisplayName: str("sender_display_name"), SenderAvatarURL: str("sender_avatar_url"),
+		SenderID: oneLine(inv.Sender), SenderDisplayName: str("sender_display_name"), SenderAvatarURL: str("sender_avatar_url"),
 		Token: inv.Token, ServerName: s.cfg.ServerName, WebClientLocation: str("org.matrix.web_client_location"),
 		Extra: extra,
 	})
 	if err != nil {
-		return matrixerr.Unknown(fmt.Errorf("render invite mail: %w", err))
+		return mail.Message{}, matrixerr.Unknown(fmt.Errorf("render invite mail: %w", err))
 	}
-	if err := s.mail.Send(ctx, msg); err != nil {
-		return matrixerr.EmailSendError(err)
+	return msg, nil
+}
+
+// oneLine folds the control characters of a value the inviter chose (CR
+// and LF above all) into spaces: it may end up in the mail's Subject
+// header, where a line break would end the header or start a new one.
+func oneLine(v string) string {
+	if !strings.ContainsFunc(v, isControl) {
+		return v
 	}
-	return nil
+	return strings.Map(func(r rune) rune {
+		if isControl(r) {
+			return ' '
+		}
+		return r
+	}, v)
+}
+
+func isControl(r rune) bool {
+	return r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == '\u2028' || r == '\u2029'
 }
 
 // SignInvite is sign-ed25519: the invitee proves it holds the invite's

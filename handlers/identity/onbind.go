@@ -34,6 +34,11 @@ type OnBindOptions struct {
 	Timeout time.Duration
 	// Concurrency is how many deliveries are attempted at once (default 4).
 	Concurrency int
+	// Lease is how long a delivery being attempted is reserved for this
+	// worker; the lease is renewed every third of it while the call lasts,
+	// so a worker that dies delays the deliveries it was sending by at
+	// most this much (default 10s).
+	Lease time.Duration
 }
 
 func (o *OnBindOptions) defaults() {
@@ -55,6 +60,9 @@ func (o *OnBindOptions) defaults() {
 	if o.Concurrency <= 0 {
 		o.Concurrency = 4
 	}
+	if o.Lease <= 0 {
+		o.Lease = 10 * time.Second
+	}
 }
 
 // onBindBatch is how many due deliveries the worker takes at a time.
@@ -65,10 +73,14 @@ type onBindState struct {
 	wake chan struct{}
 	mu   sync.Mutex
 	opts OnBindOptions
+	// unrecorded are deliveries the homeserver accepted whose success
+	// could not be written yet (database unreachable): nothing is sent
+	// until they are recorded, and they are never sent again.
+	unrecorded map[uint]time.Time
 }
 
 func newOnBindState() *onBindState {
-	st := &onBindState{wake: make(chan struct{}, 1)}
+	st := &onBindState{wake: make(chan struct{}, 1), unrecorded: map[uint]time.Time{}}
 	st.opts.defaults()
 	return st
 }
@@ -155,13 +167,15 @@ func (s *Service) RunOnBindWorker(ctx context.Context) {
 	}
 }
 
-// deliverDueOnBinds attempts every due delivery, a batch at a time.
+// deliverDueOnBinds attempts every due delivery, a batch at a time. Each
+// is leased only when its attempt starts, so a worker that dies holds up
+// only the deliveries it was sending.
 func (s *Service) deliverDueOnBinds(ctx context.Context, o OnBindOptions) {
-	// A batch takes at most ceil(batch/concurrency) timeouts; the lease
-	// outlasts it, and outlives a crashed worker only by that much.
-	lease := time.Duration((onBindBatch+o.Concurrency-1)/o.Concurrency+1) * o.Timeout
+	if !s.recordUnrecorded(ctx) {
+		return // a success is still unwritten: send nothing until it is
+	}
 	for ctx.Err() == nil {
-		due, err := s.store.DueOnBinds(ctx, s.now(), onBindBatch, lease)
+		due, err := s.store.DueOnBinds(ctx, s.now(), onBindBatch, 0)
 		if err != nil {
 			if ctx.Err() == nil {
 				s.log.Error("onbind: load due deliveries", "err", err)
@@ -172,6 +186,10 @@ func (s *Service) deliverDueOnBinds(ctx context.Context, o OnBindOptions) {
 		var wg sync.WaitGroup
 		for _, d := range due {
 			sem <- struct{}{}
+			if ctx.Err() != nil || !s.leaseOnBind(ctx, o, &d) {
+				<-sem
+				continue
+			}
 			wg.Add(1)
 			go func() {
 				defer func() { <-sem; wg.Done() }()
@@ -185,6 +203,57 @@ func (s *Service) deliverDueOnBinds(ctx context.Context, o OnBindOptions) {
 	}
 }
 
+// leaseOnBind reserves d for one attempt; false when another worker took
+// it first or the lease could not be written.
+func (s *Service) leaseOnBind(ctx context.Context, o OnBindOptions, d *store.OnBindDelivery) bool {
+	ok, err := s.store.LeaseOnBind(ctx, d, s.now(), o.Lease)
+	if err != nil && ctx.Err() == nil {
+		s.log.Error("onbind: lease delivery", "delivery", d.ID, "err", err)
+	}
+	return ok && err == nil
+}
+
+// renewLease keeps d leased while its call lasts; stop ends it.
+func (s *Service) renewLease(ctx context.Context, o OnBindOptions, id uint) (stop func()) {
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(o.Lease / 3)
+		defer tick.Stop()
+		for {
+			select {
+			case <-rctx.Done():
+				return
+			case <-tick.C:
+				if err := s.store.RenewOnBindLease(rctx, id, s.now().Add(o.Lease)); err != nil && rctx.Err() == nil {
+					s.log.Warn("onbind: renew lease", "delivery", id, "err", err)
+				}
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
+// recordUnrecorded retries writing the successes that could not be
+// written, and reports whether none is left.
+func (s *Service) recordUnrecorded(ctx context.Context) bool {
+	st := s.onbind
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for id, at := range st.unrecorded {
+		if err := s.store.MarkOnBindDelivered(ctx, id, at); err != nil {
+			if ctx.Err() == nil {
+				s.log.Error("onbind delivered but not recorded yet: will retry before sending anything", "delivery", id, "err", err)
+			}
+			return false
+		}
+		s.log.Info("onbind delivery recorded", "delivery", id)
+		delete(st.unrecorded, id)
+	}
+	return true
+}
+
 // deliverOnBind makes one attempt and records its outcome.
 func (s *Service) deliverOnBind(ctx context.Context, o OnBindOptions, d store.OnBindDelivery) {
 	server := mxidServer(d.MXID)
@@ -193,9 +262,11 @@ func (s *Service) deliverOnBind(ctx context.Context, o OnBindOptions, d store.On
 	if server == "" {
 		err = fmt.Errorf("%w: no server name in %q", federation.ErrInvalidServerName, d.MXID)
 	} else {
+		stop := s.renewLease(ctx, o, d.ID)
 		callCtx, cancel := context.WithTimeout(ctx, o.Timeout)
 		err = s.fed.OnBind(callCtx, server, json.RawMessage(d.Payload))
 		cancel()
+		stop()
 	}
 	// Record the outcome even when shutting down: forgetting a success
 	// would send the invites twice.
@@ -204,7 +275,10 @@ func (s *Service) deliverOnBind(ctx context.Context, o OnBindOptions, d store.On
 	now := s.now()
 	if err == nil {
 		if err := s.store.MarkOnBindDelivered(rctx, d.ID, now); err != nil {
-			log.Error("onbind delivered but not recorded: it may be sent again", "err", err)
+			log.Error("onbind delivered but not recorded: recording it again before anything is sent", "err", err)
+			s.onbind.mu.Lock()
+			s.onbind.unrecorded[d.ID] = now
+			s.onbind.mu.Unlock()
 			return
 		}
 		log.Info("onbind delivered")
@@ -216,7 +290,7 @@ func (s *Service) deliverOnBind(ctx context.Context, o OnBindOptions, d store.On
 		log.Info("onbind interrupted: will retry", "err", err)
 		err = s.store.RescheduleOnBind(rctx, d.ID, now, err.Error())
 	case permanentOnBindError(err):
-		log.Error("onbind refused by the homeserver: giving up", "err", err)
+		log.Error("onbind refused (by the homeserver or by policy): giving up", "err", err)
 		err = s.store.MarkOnBindFailed(rctx, d.ID, now, err.Error())
 	case now.Sub(d.CreatedAt) >= o.GiveUpAfter:
 		log.Error("onbind undeliverable: giving up", "err", err, "since", d.CreatedAt)
@@ -244,11 +318,11 @@ func onBindBackoff(o OnBindOptions, n int) time.Duration {
 }
 
 // permanentOnBindError reports an answer that retrying cannot change: a
-// malformed server name, or a 4xx other than timeouts and rate limits
-// (Synapse answers 403 for an invite it does not know, 400 for a missing
-// signed block).
+// malformed server name, a destination our policy refuses (a private
+// address), or a 4xx other than timeouts and rate limits (Synapse answers
+// 403 for an invite it does not know, 400 for a missing signed block).
 func permanentOnBindError(err error) bool {
-	if errors.Is(err, federation.ErrInvalidServerName) {
+	if errors.Is(err, federation.ErrInvalidServerName) || errors.Is(err, federation.ErrForbiddenAddress) {
 		return true
 	}
 	var se *federation.StatusError

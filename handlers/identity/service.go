@@ -53,6 +53,12 @@ type Config struct {
 	// client IP (the IP gets ten times the burst).
 	MailEvery time.Duration
 	MailBurst int
+	// RegisterEvery and RegisterBurst limit account/register per client IP
+	// (default: bursts of 20, then one a second).
+	RegisterEvery time.Duration
+	RegisterBurst int
+	// Retention is how long finished data is kept (see Purge).
+	Retention Retention
 }
 
 func (c *Config) defaults() {
@@ -64,6 +70,13 @@ func (c *Config) defaults() {
 	}
 	if c.MailBurst <= 0 {
 		c.MailBurst = 3
+	}
+	c.Retention.defaults()
+	if c.RegisterEvery == 0 {
+		c.RegisterEvery = time.Second
+	}
+	if c.RegisterBurst <= 0 {
+		c.RegisterBurst = 20
 	}
 	if c.MaxLookupAddresses <= 0 {
 		c.MaxLookupAddresses = defaultMaxLookup
@@ -103,7 +116,10 @@ type Service struct {
 	tokenTries *ratelimit.Limiter
 	mailByAddr *ratelimit.Limiter
 	mailByIP   *ratelimit.Limiter
-	onbind     *onBindState // the onbind delivery worker's state
+	// registerByIP bounds account/register, which calls the homeserver.
+	registerByIP *ratelimit.Limiter
+	onbind       *onBindState // the onbind delivery worker's state
+	auth         *authCache   // recent token checks, for outages
 }
 
 // New builds a Service.
@@ -137,10 +153,12 @@ func New(cfg Config, d Deps) (*Service, error) {
 	return &Service{
 		cfg: cfg, store: d.Store, key: d.Key, mail: d.Mail, templates: d.Templates,
 		log: d.Logger, now: d.Now, fed: d.Federation, sms: d.SMS,
-		tokenTries: ratelimit.New(time.Minute, 10),
-		mailByAddr: ratelimit.New(cfg.MailEvery, cfg.MailBurst),
-		mailByIP:   ratelimit.New(cfg.MailEvery/10, cfg.MailBurst*10),
-		onbind:     newOnBindState(),
+		tokenTries:   ratelimit.New(time.Minute, 10),
+		mailByAddr:   ratelimit.New(cfg.MailEvery, cfg.MailBurst),
+		mailByIP:     ratelimit.New(cfg.MailEvery/10, cfg.MailBurst*10),
+		registerByIP: ratelimit.New(cfg.RegisterEvery, cfg.RegisterBurst),
+		onbind:       newOnBindState(),
+		auth:         &authCache{},
 	}, nil
 }
 

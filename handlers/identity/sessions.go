@@ -142,17 +142,18 @@ func newToken(medium string) string {
 	return randomString(32, alphanumeric)
 }
 
-// allowMessage applies the per-address and per-IP limits on outgoing mail
-// and SMS.
+// allowMessage applies the per-IP and per-address limits on outgoing mail
+// and SMS. The client is checked first, so a client that is refused never
+// creates state for the addresses it names.
 func (s *Service) allowMessage(address, ip string) error {
 	now := s.now()
-	if ok, wait := s.mailByAddr.Allow("addr:"+address, now); !ok {
-		return matrixerr.LimitExceeded(wait.Milliseconds())
-	}
 	if ip != "" {
-		if ok, wait := s.mailByIP.Allow("ip:"+ip, now); !ok {
+		if ok, wait := s.mailByIP.Allow(ip, now); !ok {
 			return matrixerr.LimitExceeded(wait.Milliseconds())
 		}
+	}
+	if ok, wait := s.mailByAddr.Allow(address, now); !ok {
+		return matrixerr.LimitExceeded(wait.Milliseconds())
 	}
 	return nil
 }

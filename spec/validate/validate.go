@@ -233,6 +233,9 @@ func (v *Validator) validate(c echo.Context, route *routers.Route) error {
 	for i, name := range c.ParamNames() {
 		params[name] = c.ParamValues()[i]
 	}
+	if err := checkUTF8Params(req, params); err != nil {
+		return err
+	}
 	in := &openapi3filter.RequestValidationInput{
 		Request:    req,
 		PathParams: params,
@@ -264,6 +267,11 @@ func (v *Validator) prepareBody(req *http.Request, rb *openapi3.RequestBody, fas
 		}
 		if int64(len(data)) > v.maxBody {
 			return false, matrixerr.TooLarge(fmt.Sprintf("Request body is larger than %d bytes", v.maxBody))
+		}
+		// JSON is UTF-8 (RFC 8259 §8.1), and neither syntax check looks
+		// at the bytes inside strings: PostgreSQL refuses them later.
+		if !utf8.Valid(data) {
+			return false, matrixerr.NotJSON("The request body is not valid UTF-8")
 		}
 	}
 	ct, _, _ := mime.ParseMediaType(req.Header.Get(echo.HeaderContentType))
@@ -314,6 +322,30 @@ func checkJSON(b []byte, fast *fastSchema) (isJSON, accepted bool) {
 		return true, true
 	}
 	return json.Valid(b), false
+}
+
+// checkUTF8Params refuses query and path parameters that are not UTF-8
+// once decoded (%FF): they would reach the database and the logs.
+func checkUTF8Params(req *http.Request, path map[string]string) error {
+	for name, v := range path {
+		if u, err := url.PathUnescape(v); err == nil {
+			v = u // Echo leaves a segment with escapes escaped
+		}
+		if !utf8.ValidString(v) {
+			return matrixerr.InvalidParam(name + ": not valid UTF-8")
+		}
+	}
+	if req.URL.RawQuery == "" {
+		return nil
+	}
+	for name, vs := range req.URL.Query() {
+		for _, v := range vs {
+			if !utf8.ValidString(name) || !utf8.ValidString(v) {
+				return matrixerr.InvalidParam("query parameters must be valid UTF-8")
+			}
+		}
+	}
+	return nil
 }
 
 // readAll reads at most limit bytes, sized up front when the length is
