@@ -180,36 +180,11 @@ func TestContentLengthWithTransferEncodingClosesTheConnection(t *testing.T) {
 }
 
 // An error answered before the body is read must reach a client that
-// sends its whole body before reading (as most do), even on a
-// Connection: close request: the server reads a bounded amount of the
-// rest before closing, so the client's write completes and the answer is
-// not lost to a reset.
-func TestEarlyErrorReachesClientStillSending(t *testing.T) {
-	env := apitest.New(t)
-	body := bytes.Repeat([]byte("x"), 1<<20)
-	for i := 0; i < 5; i++ {
-		conn, err := net.Dial("tcp", strings.TrimPrefix(env.URL, "http://"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-		// Unknown route: answered 404 without reading the body.
-		fmt.Fprintf(conn, "POST /_matrix/identity/v2/nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", len(body))
-		_, werr := conn.Write(body)
-		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-		if err != nil {
-			conn.Close()
-			t.Fatalf("try %d: the answer was lost (write: %v): %v", i, werr, err)
-		}
-		b, err := io.ReadAll(resp.Body)
-		conn.Close()
-		if err != nil || resp.StatusCode != 404 || !bytes.Contains(b, []byte("M_UNRECOGNIZED")) {
-			t.Fatalf("try %d: %d %s %v", i, resp.StatusCode, b, err)
-		}
-	}
-}
-
-// The drain is observable on a keep-alive connection: after an early 404
+// sends its whole body first. On a Connection: close request net/http
+// already half-closes and waits before closing, and no loss could be
+// reproduced on loopback (a test of that case passed with the drain
+// removed, so it was dropped). The drain is observable on a keep-alive
+// connection: after an early 404
 // to a 1 MiB body (more than the 256 KiB net/http reads on its own), the
 // body has been read, so the connection serves the next request instead
 // of being closed.
