@@ -338,6 +338,27 @@ func fixParameterExamples(doc map[string]any) []string {
 	return changes
 }
 
+// foldPaths prefixes every path of doc with base (no trailing slash) and
+// reports whether it changed anything. Swagger's basePath and OpenAPI 3's
+// server paths both go this way, so the merged document serves wherever it
+// is deployed.
+func foldPaths(doc map[string]any, base string) bool {
+	paths, ok := doc["paths"].(map[string]any)
+	if !ok || base == "" {
+		return false
+	}
+	folded := make(map[string]any, len(paths))
+	for _, p := range sortedKeys(paths) {
+		full := base + p
+		if p == "/" {
+			full = base
+		}
+		folded[full] = paths[p]
+	}
+	doc["paths"] = folded
+	return true
+}
+
 // foldBasePath: the seed pins `host: localhost:8090` and a basePath, which the
 // converter would turn into absolute `servers` that match no real deployment.
 // Paths become absolute and the host/scheme/basePath go, so the one merged
@@ -346,16 +367,7 @@ func foldBasePath(doc map[string]any) []string {
 	var changes []string
 	base, _ := doc["basePath"].(string)
 	base = strings.TrimSuffix(base, "/")
-	if paths, ok := doc["paths"].(map[string]any); ok && base != "" {
-		folded := make(map[string]any, len(paths))
-		for _, p := range sortedKeys(paths) {
-			full := base + p
-			if p == "/" {
-				full = base
-			}
-			folded[full] = paths[p]
-		}
-		doc["paths"] = folded
+	if foldPaths(doc, base) {
 		changes = append(changes, "basePath "+base+" folded into paths")
 	}
 	for _, k := range []string{"host", "basePath", "schemes"} {

@@ -176,16 +176,7 @@ func foldServers(doc map[string]any) ([]string, error) {
 		return nil, fmt.Errorf("/servers: servers with different base paths %v", sortedKeys(bases))
 	}
 	changes := []string{"servers removed"}
-	if paths, ok := doc["paths"].(map[string]any); ok && base != "" {
-		folded := make(map[string]any, len(paths))
-		for _, p := range sortedKeys(paths) {
-			full := base + p
-			if p == "/" {
-				full = base
-			}
-			folded[full] = paths[p]
-		}
-		doc["paths"] = folded
+	if foldPaths(doc, base) {
 		changes = append(changes, "base path "+base+" folded into paths")
 	}
 	return changes, nil
