@@ -63,15 +63,7 @@ func (f *flow) email(ctx context.Context) {
 	r.Step(ctx, reqOp, caseRequest, func(t *T) { f.s = f.newSession(t, "a") })
 	r.Case(ctx, reqOp, "same send_attempt again: same sid, no new mail", func(t *T) {
 		t.Need(stepReq)
-		again := f.s
-		f.requestToken(t, &again, 1)
-		if again.sid != f.s.sid {
-			t.Errorf("sid %q, want the first request's %q", again.sid, f.s.sid)
-		}
-		time.Sleep(r.cfg.Quiet)
-		if n := r.mailCount(f.s.addr); n != f.s.mails {
-			t.Errorf("%d mails to %s after a repeated send_attempt, want %d", n, f.s.addr, f.s.mails)
-		}
+		f.expectNoResend(t, 1)
 	})
 	r.Step(ctx, reqOp, "higher send_attempt: the mail is sent again", func(t *T) {
 		t.Need(stepReq)
@@ -80,15 +72,7 @@ func (f *flow) email(ctx context.Context) {
 	})
 	r.Case(ctx, reqOp, "lower send_attempt after a higher one: same sid, no new mail", func(t *T) {
 		t.Need(f.stepName(reqOp, "higher send_attempt: the mail is sent again"))
-		again := f.s
-		f.requestToken(t, &again, 1)
-		if again.sid != f.s.sid {
-			t.Errorf("sid %q, want %q", again.sid, f.s.sid)
-		}
-		time.Sleep(r.cfg.Quiet)
-		if n := r.mailCount(f.s.addr); n != f.s.mails {
-			t.Errorf("%d mails to %s, want %d", n, f.s.addr, f.s.mails)
-		}
+		f.expectNoResend(t, 1)
 	})
 	r.Case(ctx, reqOp, "another client_secret for the same address: a new sid and a mail", func(t *T) {
 		t.Need(f.stepName(reqOp, "higher send_attempt: the mail is sent again"))
@@ -319,3 +303,18 @@ func (r *Runner) mailsTo(addr string) []Mail {
 }
 
 func (r *Runner) mailCount(addr string) int { return len(r.mailsTo(addr)) }
+
+// expectNoResend requests a token for the current session again with a
+// send_attempt that is not higher than the last one: the server must
+// answer the same sid and send no mail.
+func (f *flow) expectNoResend(t *T, attempt int) {
+	again := f.s
+	f.requestToken(t, &again, attempt)
+	if again.sid != f.s.sid {
+		t.Errorf("sid %q, want the session's %q", again.sid, f.s.sid)
+	}
+	time.Sleep(f.r.cfg.Quiet)
+	if n := f.r.mailCount(f.s.addr); n != f.s.mails {
+		t.Errorf("%d mails to %s after send_attempt %d, want %d", n, f.s.addr, attempt, f.s.mails)
+	}
+}
