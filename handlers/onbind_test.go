@@ -4,12 +4,14 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -406,5 +408,72 @@ func TestBindFailsWhenItsInvitesCannotBeQueued(t *testing.T) {
 	got := hs.WaitOnBinds(t, 1, 5*time.Second)
 	if tokens := checkOnBind(t, got[0], addr, mxid, env.Key); !slices.Equal(tokens, []string{tok}) {
 		t.Errorf("delivered %v, want [%s]", tokens, tok)
+	}
+}
+
+// One homeserver that does not answer holds up only its own deliveries:
+// the invites of another homeserver, bound while the slow one's calls hang,
+// are all delivered before any of those calls ends; and no more than
+// PerDestination calls to the slow one run at once.
+func TestOnBindSlowHomeserverDelaysNoOther(t *testing.T) {
+	slow, healthy := fedtest.Start(t), fedtest.Start(t)
+	release := make(chan struct{})
+	var mu sync.Mutex
+	inFlight, maxInFlight, ended := 0, 0, 0
+	slow.Handle(fedtest.OnBindPath, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		mu.Lock()
+		inFlight++
+		maxInFlight = max(maxInFlight, inFlight)
+		mu.Unlock()
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+		mu.Lock()
+		inFlight--
+		ended++
+		mu.Unlock()
+		w.Write([]byte("{}"))
+	}))
+	env := apitest.New(t, func(s *apitest.Setup) {
+		s.Wire = func(e *apitest.Env) {
+			e.Identity.ConfigureOnBind(identity.OnBindOptions{
+				Backoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond, Poll: 20 * time.Millisecond,
+				PerDestination: 2, Concurrency: 8,
+			})
+		}
+	})
+	for i := range 4 {
+		addr := fmt.Sprintf("slow%d@example.org", i)
+		storeInvite(t, env, addr)
+		validateAndBind(t, env, addr, "secret", fmt.Sprintf("@slow%d:%s", i, slow.Name))
+	}
+	eventually(t, 5*time.Second, "calls to the slow homeserver in flight", func() bool { return slow.Requests(fedtest.OnBindPath) >= 2 })
+	for i := range 5 {
+		addr := fmt.Sprintf("fine%d@example.org", i)
+		storeInvite(t, env, addr)
+		validateAndBind(t, env, addr, "secret", fmt.Sprintf("@fine%d:%s", i, healthy.Name))
+	}
+	healthy.WaitOnBinds(t, 5, 4*time.Second)
+	mu.Lock()
+	if ended != 0 {
+		t.Errorf("%d calls to the slow homeserver ended before the healthy one had its 5 invites: they waited on it", ended)
+	}
+	mu.Unlock()
+	close(release)
+	eventually(t, 10*time.Second, "the slow homeserver's deliveries", func() bool {
+		for i := range 4 {
+			ds := deliveries(t, env, fmt.Sprintf("slow%d@example.org", i))
+			if len(ds) != 1 || ds[0].DeliveredAt == nil {
+				return false
+			}
+		}
+		return true
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if maxInFlight > 2 {
+		t.Errorf("%d calls to one homeserver at once, want at most PerDestination (2)", maxInFlight)
 	}
 }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"gorm.io/gorm"
@@ -156,6 +157,36 @@ func (s *Store) DueOnBinds(ctx context.Context, now time.Time, limit int, lease 
 		}
 	}
 	return out, nil
+}
+
+// DueOnBindsExcept is DueOnBinds without leasing, leaving out the
+// deliveries whose IDs are in exceptIDs (already queued by the caller) and
+// those to the homeservers in exceptServers (whose queue is full): the
+// delivery worker reads past a destination that cannot take more work, so
+// one slow homeserver's backlog never hides the deliveries due elsewhere.
+func (s *Store) DueOnBindsExcept(ctx context.Context, now time.Time, limit int, exceptIDs []uint, exceptServers []string) ([]OnBindDelivery, error) {
+	q := s.db.WithContext(ctx).
+		Where("delivered_at IS NULL AND failed_at IS NULL AND next_attempt_at <= ?", utc(now))
+	if len(exceptIDs) > 0 {
+		q = q.Where("id NOT IN ?", exceptIDs)
+	}
+	for _, srv := range exceptServers {
+		// The server is what follows the MXID's first colon.
+		q = q.Where(`mxid NOT LIKE ? ESCAPE '\'`, "%:"+likeEscape(srv))
+	}
+	var due []OnBindDelivery
+	if err := q.Order("next_attempt_at, id").Limit(limit).Find(&due).Error; err != nil {
+		return nil, wrap("due onbinds", err)
+	}
+	for i := range due {
+		due[i].normalize()
+	}
+	return due, nil
+}
+
+// likeEscape escapes LIKE's wildcards (and the escape character) in s.
+func likeEscape(s string) string {
+	return strings.NewReplacer(`\`, `\\`, "%", `\%`, "_", `\_`).Replace(s)
 }
 
 // LeaseOnBind reserves d, as read by DueOnBinds, for one attempt: its

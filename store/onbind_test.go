@@ -315,3 +315,40 @@ func TestBindAssociationAllOrNothing(t *testing.T) {
 		}
 	})
 }
+
+// DueOnBindsExcept reads past the deliveries the worker already holds and
+// those to homeservers whose queue is full (a server name with LIKE's
+// wildcards matches only itself).
+func TestDueOnBindsExcept(t *testing.T) {
+	forEach(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		ids := map[string]uint{}
+		for i, mxid := range []string{"@a:slow.example", "@b:slow.example", "@c:fine.example", "@d:sl_w.example", "@e:fine.example"} {
+			addr := fmt.Sprintf("u%d@example.org", i)
+			must(t, s.CreateInvite(ctx, mkInvite(fmt.Sprint("tok", i), addr)))
+			if _, err := s.EnqueueOnBind(ctx, "email", addr, mxid, tokensPayload, t0); err != nil {
+				t.Fatal(err)
+			}
+			ds, _ := s.OnBindDeliveries(ctx, "email", addr)
+			ids[mxid] = ds[0].ID
+		}
+		mxids := func(ds []OnBindDelivery) []string {
+			var out []string
+			for _, d := range ds {
+				out = append(out, d.MXID)
+			}
+			return out
+		}
+		due, err := s.DueOnBindsExcept(ctx, t0, 10, []uint{ids["@c:fine.example"]}, []string{"slow.example"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := mxids(due), []string{"@d:sl_w.example", "@e:fine.example"}; !slices.Equal(got, want) {
+			t.Errorf("due = %v, want %v", got, want)
+		}
+		due, err = s.DueOnBindsExcept(ctx, t0, 2, nil, nil)
+		if err != nil || len(due) != 2 {
+			t.Errorf("limit 2: %v, %v", mxids(due), err)
+		}
+	})
+}

@@ -301,20 +301,36 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 		defer stop()
 	}
+	// The onbind worker stops taking work when the shutdown starts; the
+	// calls it has in flight get until shutdown_timeout, like requests,
+	// and are cut (with that reason in the log) only then.
 	workerCtx, stopWorker := context.WithCancel(context.Background())
+	callsCtx, cutCalls := context.WithCancelCause(context.Background())
+	defer cutCalls(nil)
 	workerDone := make(chan struct{})
-	go func() { defer close(workerDone); a.identity.RunOnBindWorker(workerCtx) }()
+	go func() { defer close(workerDone); a.identity.RunOnBindDeliveries(workerCtx, callsCtx) }()
 	purgeDone := make(chan struct{})
 	go func() { defer close(purgeDone); a.identity.RunPurger(workerCtx) }()
 	defer func() { stopWorker(); <-purgeDone }()
-	defer func() { stopWorker(); <-workerDone }()
+	defer func() { stopWorker(); cutCalls(errors.New("sigil is stopping")); <-workerDone }()
 	log.Info("listening", "addr", ln.Addr().String(), "public_base_url", cfg.PublicBaseURL)
 	select {
 	case err := <-errc:
 		return err
 	case <-ctx.Done():
 	}
-	return shutdown(hs, cfg.ShutdownTimeout.Duration, log)
+	timeout := cfg.ShutdownTimeout.Duration
+	deadline := time.Now().Add(timeout)
+	stopWorker()
+	err = shutdown(hs, timeout, log)
+	select {
+	case <-workerDone:
+	case <-time.After(time.Until(deadline)):
+		log.Warn("onbind calls still in flight at the shutdown deadline: cut, retried after the restart", "deadline", timeout)
+		cutCalls(fmt.Errorf("shutdown_timeout (%s) reached", timeout))
+		<-workerDone
+	}
+	return err
 }
 
 // shutdown stops accepting connections and lets the requests in flight

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -32,8 +33,13 @@ type OnBindOptions struct {
 	// Timeout bounds one delivery attempt (default 30s); the federation
 	// client's own timeout applies too.
 	Timeout time.Duration
-	// Concurrency is how many deliveries are attempted at once (default 4).
+	// Concurrency is how many deliveries are attempted at once, to all
+	// homeservers (default 16).
 	Concurrency int
+	// PerDestination is how many deliveries to one homeserver are
+	// attempted at once (default 2): a homeserver that does not answer
+	// holds at most this many of the Concurrency slots.
+	PerDestination int
 	// Lease is how long a delivery being attempted is reserved for this
 	// worker; the lease is renewed every third of it while the call lasts,
 	// so a worker that dies delays the deliveries it was sending by at
@@ -58,7 +64,10 @@ func (o *OnBindOptions) defaults() {
 		o.Timeout = 30 * time.Second
 	}
 	if o.Concurrency <= 0 {
-		o.Concurrency = 4
+		o.Concurrency = 16
+	}
+	if o.PerDestination <= 0 {
+		o.PerDestination = 2
 	}
 	if o.Lease <= 0 {
 		o.Lease = 10 * time.Second
@@ -147,58 +156,178 @@ func (s *Service) wakeOnBind() {
 	}
 }
 
-// RunOnBindWorker delivers queued onbind callbacks until ctx ends: every
-// Poll, or at once when a bind queues one. All state is in the database, so
-// deliveries survive restarts, and a delivery is leased while it is being
-// attempted, so several processes sharing a database do not send it twice.
-func (s *Service) RunOnBindWorker(ctx context.Context) {
-	st := s.onbind
-	o := st.options()
+// RunOnBindWorker delivers queued onbind callbacks until ctx ends, and
+// then cancels the calls still in flight (RunOnBindDeliveries lets them
+// finish).
+func (s *Service) RunOnBindWorker(ctx context.Context) { s.RunOnBindDeliveries(ctx, ctx) }
+
+// RunOnBindDeliveries delivers queued onbind callbacks until ctx ends:
+// every Poll, at once when a bind queues one, and whenever a call ends. All
+// state is in the database, so deliveries survive restarts, and a delivery
+// is leased while it is being attempted, so several processes sharing a
+// database do not send it twice.
+//
+// Each homeserver has its own queue: at most PerDestination calls to it run
+// at once, at most Concurrency in all, and a destination whose queue is
+// full is read past, so a homeserver that does not answer holds up only its
+// own deliveries. When ctx ends no new call starts; those in flight run to
+// their end (or Timeout) unless calls is cancelled first, whose cause is
+// logged with each call it cut: a clean stop never leaves a delivered
+// invite unrecorded, to be sent again after the restart.
+func (s *Service) RunOnBindDeliveries(ctx, calls context.Context) {
+	o := s.onbind.options()
 	tick := time.NewTicker(o.Poll)
 	defer tick.Stop()
+	q := newOnBindQueue(o)
+	finished := make(chan store.OnBindDelivery, o.Concurrency)
 	for {
-		s.deliverDueOnBinds(ctx, o)
+		if ctx.Err() == nil {
+			s.fillOnBindQueue(ctx, o, q)
+			s.startOnBinds(ctx, calls, o, q, finished)
+		}
 		select {
 		case <-ctx.Done():
+			for q.running > 0 {
+				q.finish(<-finished)
+			}
 			return
+		case d := <-finished:
+			q.finish(d)
 		case <-tick.C:
-		case <-st.wake:
+		case <-s.onbind.wake:
 		}
 	}
 }
 
-// deliverDueOnBinds attempts every due delivery, a batch at a time. Each
-// is leased only when its attempt starts, so a worker that dies holds up
-// only the deliveries it was sending.
-func (s *Service) deliverDueOnBinds(ctx context.Context, o OnBindOptions) {
+// onBindQueue is the worker's view of the deliveries it has read: per
+// destination, those waiting for a free slot and the number in flight. Only
+// the worker's goroutine touches it.
+type onBindQueue struct {
+	o       OnBindOptions
+	known   map[uint]bool // waiting or in flight
+	dests   map[string]*onBindDest
+	order   []string // destinations, in the order they are served
+	next    int      // where the next round-robin pass starts in order
+	running int
+}
+
+type onBindDest struct {
+	waiting []store.OnBindDelivery
+	running int
+}
+
+// onBindQueued bounds the deliveries read ahead, per destination and in all.
+const (
+	onBindQueuedPerDest = 16
+	onBindQueuedTotal   = 1024
+)
+
+func newOnBindQueue(o OnBindOptions) *onBindQueue {
+	return &onBindQueue{o: o, known: map[uint]bool{}, dests: map[string]*onBindDest{}}
+}
+
+func (q *onBindQueue) dest(server string) *onBindDest {
+	d := q.dests[server]
+	if d == nil {
+		d = &onBindDest{}
+		q.dests[server] = d
+		q.order = append(q.order, server)
+	}
+	return d
+}
+
+// finish records the end of d's call.
+func (q *onBindQueue) finish(d store.OnBindDelivery) {
+	server := mxidServer(d.MXID)
+	q.running--
+	delete(q.known, d.ID)
+	if dst := q.dests[server]; dst != nil {
+		dst.running--
+	}
+	q.forget(server)
+}
+
+// forget drops a destination with nothing waiting or in flight.
+func (q *onBindQueue) forget(server string) {
+	dst := q.dests[server]
+	if dst == nil || dst.running > 0 || len(dst.waiting) > 0 {
+		return
+	}
+	delete(q.dests, server)
+	if i := slices.Index(q.order, server); i >= 0 {
+		q.order = slices.Delete(q.order, i, i+1)
+		if q.next > i {
+			q.next--
+		}
+	}
+}
+
+// fillOnBindQueue reads the due deliveries the queue has room for.
+func (s *Service) fillOnBindQueue(ctx context.Context, o OnBindOptions, q *onBindQueue) {
 	if !s.recordUnrecorded(ctx) {
 		return // a success is still unwritten: send nothing until it is
 	}
-	for ctx.Err() == nil {
-		due, err := s.store.DueOnBinds(ctx, s.now(), onBindBatch, 0)
+	for len(q.known) < onBindQueuedTotal && ctx.Err() == nil {
+		ids := make([]uint, 0, len(q.known))
+		for id := range q.known {
+			ids = append(ids, id)
+		}
+		var full []string
+		for server, d := range q.dests {
+			if len(d.waiting) >= onBindQueuedPerDest {
+				full = append(full, server)
+			}
+		}
+		due, err := s.store.DueOnBindsExcept(ctx, s.now(), onBindBatch, ids, full)
 		if err != nil {
 			if ctx.Err() == nil {
 				s.log.Error("onbind: load due deliveries", "err", err)
 			}
 			return
 		}
-		sem := make(chan struct{}, o.Concurrency)
-		var wg sync.WaitGroup
 		for _, d := range due {
-			sem <- struct{}{}
-			if ctx.Err() != nil || !s.leaseOnBind(ctx, o, &d) {
-				<-sem
-				continue
-			}
-			wg.Add(1)
-			go func() {
-				defer func() { <-sem; wg.Done() }()
-				s.deliverOnBind(ctx, o, d)
-			}()
+			dst := q.dest(mxidServer(d.MXID))
+			q.known[d.ID] = true
+			dst.waiting = append(dst.waiting, d)
 		}
-		wg.Wait()
 		if len(due) < onBindBatch {
 			return
+		}
+	}
+}
+
+// startOnBinds starts the waiting deliveries that have a free slot, taking
+// destinations in turn so that none starves the others.
+func (s *Service) startOnBinds(ctx, calls context.Context, o OnBindOptions, q *onBindQueue, finished chan<- store.OnBindDelivery) {
+	for progress := true; progress && q.running < o.Concurrency && ctx.Err() == nil; {
+		progress = false
+		n := len(q.order)
+		for k := 0; k < n && q.running < o.Concurrency; k++ {
+			i := (q.next + k) % n
+			server := q.order[i]
+			dst := q.dests[server]
+			if len(dst.waiting) == 0 || dst.running >= o.PerDestination {
+				continue
+			}
+			d := dst.waiting[0]
+			dst.waiting = dst.waiting[1:]
+			progress = true
+			if !s.leaseOnBind(ctx, o, &d) {
+				delete(q.known, d.ID) // taken by another worker, or already done
+				continue
+			}
+			dst.running++
+			q.running++
+			go func() {
+				s.deliverOnBind(calls, o, d)
+				finished <- d
+			}()
+		}
+		if n > 0 {
+			q.next = (q.next + 1) % n
+		}
+		for _, server := range slices.Clone(q.order) {
+			q.forget(server)
 		}
 	}
 }
@@ -254,10 +383,12 @@ func (s *Service) recordUnrecorded(ctx context.Context) bool {
 	return true
 }
 
-// deliverOnBind makes one attempt and records its outcome.
+// deliverOnBind makes one attempt and records its outcome. ctx bounds the
+// call: it ends only when the worker's calls are cut (shutdown_timeout).
 func (s *Service) deliverOnBind(ctx context.Context, o OnBindOptions, d store.OnBindDelivery) {
 	server := mxidServer(d.MXID)
-	log := s.log.With("delivery", d.ID, "mxid", d.MXID, "server", server, "attempt", d.Attempts+1)
+	attempt := d.Attempts + 1
+	log := s.log.With("delivery", d.ID, "mxid", d.MXID, "server", server, "attempt", attempt)
 	var err error
 	if server == "" {
 		err = fmt.Errorf("%w: no server name in %q", federation.ErrInvalidServerName, d.MXID)
@@ -274,6 +405,7 @@ func (s *Service) deliverOnBind(ctx context.Context, o OnBindOptions, d store.On
 	defer cancel()
 	now := s.now()
 	if err == nil {
+		s.observeOnBind(OnBindDelivered, attempt)
 		if err := s.store.MarkOnBindDelivered(rctx, d.ID, now); err != nil {
 			log.Error("onbind delivered but not recorded: recording it again before anything is sent", "err", err)
 			s.onbind.mu.Lock()
@@ -286,22 +418,50 @@ func (s *Service) deliverOnBind(ctx context.Context, o OnBindOptions, d store.On
 	}
 	switch {
 	case ctx.Err() != nil:
-		// Interrupted by shutdown: due again at the next start.
-		log.Info("onbind interrupted: will retry", "err", err)
+		// Cut at shutdown: due again at the next start. The cause says
+		// why (shutdown_timeout reached), not just "context canceled".
+		s.observeOnBind(OnBindInterrupted, attempt)
+		log.Warn("onbind call cut: will retry after the restart", "reason", context.Cause(ctx), "err", err)
 		err = s.store.RescheduleOnBind(rctx, d.ID, now, err.Error())
 	case permanentOnBindError(err):
+		s.observeOnBind(OnBindFailed, attempt)
 		log.Error("onbind refused (by the homeserver or by policy): giving up", "err", err)
 		err = s.store.MarkOnBindFailed(rctx, d.ID, now, err.Error())
 	case now.Sub(d.CreatedAt) >= o.GiveUpAfter:
+		s.observeOnBind(OnBindFailed, attempt)
 		log.Error("onbind undeliverable: giving up", "err", err, "since", d.CreatedAt)
 		err = s.store.MarkOnBindFailed(rctx, d.ID, now, err.Error())
 	default:
-		delay := onBindBackoff(o, d.Attempts+1)
+		s.observeOnBind(OnBindRetry, attempt)
+		delay := onBindBackoff(o, attempt)
 		log.Warn("onbind failed: will retry", "err", err, "retry_in", delay)
 		err = s.store.RescheduleOnBind(rctx, d.ID, now.Add(delay), err.Error())
 	}
 	if err != nil {
 		log.Error("onbind: record failed attempt", "err", err)
+	}
+}
+
+// Outcomes of an onbind attempt, as told to Deps.OnBindObserver.
+const (
+	// OnBindDelivered: the homeserver accepted the invites (the delivery
+	// is done).
+	OnBindDelivered = "delivered"
+	// OnBindRetry: the attempt failed and will be retried.
+	OnBindRetry = "retry"
+	// OnBindFailed: the attempt failed and the delivery was given up.
+	OnBindFailed = "failed"
+	// OnBindInterrupted: the call was cut at shutdown; retried after the
+	// restart.
+	OnBindInterrupted = "interrupted"
+)
+
+// OnBindOutcomes are every outcome, for observers that list them upfront.
+var OnBindOutcomes = []string{OnBindDelivered, OnBindRetry, OnBindFailed, OnBindInterrupted}
+
+func (s *Service) observeOnBind(outcome string, attempt int) {
+	if s.onBindObserver != nil {
+		s.onBindObserver(outcome, attempt)
 	}
 }
 

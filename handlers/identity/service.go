@@ -97,6 +97,10 @@ type Deps struct {
 	Logger     *slog.Logger
 	// Now is the clock; tests move it to expire sessions.
 	Now func() time.Time
+	// OnBindObserver, if set, is told the outcome of every onbind attempt
+	// (one of OnBindOutcomes) and its number (1 for the first): the
+	// metrics.
+	OnBindObserver func(outcome string, attempt int)
 }
 
 // Service is the identity server's operations over one store.
@@ -119,7 +123,9 @@ type Service struct {
 	// registerByIP bounds account/register, which calls the homeserver.
 	registerByIP *ratelimit.Limiter
 	onbind       *onBindState // the onbind delivery worker's state
-	auth         *authCache   // recent token checks, for outages
+	// onBindObserver is Deps.OnBindObserver.
+	onBindObserver func(outcome string, attempt int)
+	auth           *authCache // recent token checks, for outages
 }
 
 // New builds a Service.
@@ -153,12 +159,13 @@ func New(cfg Config, d Deps) (*Service, error) {
 	return &Service{
 		cfg: cfg, store: d.Store, key: d.Key, mail: d.Mail, templates: d.Templates,
 		log: d.Logger, now: d.Now, fed: d.Federation, sms: d.SMS,
-		tokenTries:   ratelimit.New(time.Minute, 10),
-		mailByAddr:   ratelimit.New(cfg.MailEvery, cfg.MailBurst),
-		mailByIP:     ratelimit.New(cfg.MailEvery/10, cfg.MailBurst*10),
-		registerByIP: ratelimit.New(cfg.RegisterEvery, cfg.RegisterBurst),
-		onbind:       newOnBindState(),
-		auth:         &authCache{},
+		tokenTries:     ratelimit.New(time.Minute, 10),
+		mailByAddr:     ratelimit.New(cfg.MailEvery, cfg.MailBurst),
+		mailByIP:       ratelimit.New(cfg.MailEvery/10, cfg.MailBurst*10),
+		registerByIP:   ratelimit.New(cfg.RegisterEvery, cfg.RegisterBurst),
+		onbind:         newOnBindState(),
+		onBindObserver: d.OnBindObserver,
+		auth:           &authCache{},
 	}, nil
 }
 
