@@ -19,6 +19,12 @@ type Observer interface {
 	Request(operation string, status int, errcode string, d time.Duration)
 }
 
+// operationLister is an Observer that wants every operation id upfront, to
+// create its series at 0 (the metrics).
+type operationLister interface {
+	Operations(ids []string)
+}
+
 // requestIDHeader carries the request id: taken from a reverse proxy that
 // sets it (nginx: proxy_set_header X-Request-Id $request_id), else made
 // here, and always returned, so an operator can match a complaint to a line.

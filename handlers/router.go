@@ -57,6 +57,17 @@ func NewHTTP(s *Server, opts HTTPOptions) (*echo.Echo, error) {
 	if opts.TrustForwardedFor {
 		e.IPExtractor = echo.ExtractIPFromXFFHeader()
 	}
+	if ol, ok := opts.Observer.(operationLister); ok {
+		var ids []string
+		for _, item := range doc.Paths.Map() {
+			for _, op := range item.Operations() {
+				if op.OperationID != "" {
+					ids = append(ids, op.OperationID)
+				}
+			}
+		}
+		ol.Operations(ids)
+	}
 	e.Use(s.accessLog(opts.Observer, v))
 	e.Pre(drainBody, refuseAmbiguousFraming)
 	e.Use(s.recoverPanics)

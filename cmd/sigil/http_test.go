@@ -308,3 +308,39 @@ func TestServeWithMetricsListener(t *testing.T) {
 		t.Fatal("serve did not stop")
 	}
 }
+
+// Every counter exists at 0 before anything happened, so a rate or an
+// alert on it works from the start: rate-limit refusals of every
+// operation, onbind attempts and deliveries by result.
+func TestMetricsExistFromTheStart(t *testing.T) {
+	s := newSetup(t, "")
+	a, _ := startServer(t, s, io.Discard)
+	ms := httptest.NewServer(a.metrics.Handler())
+	defer ms.Close()
+	resp, err := http.Get(ms.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	text := string(body)
+	for _, want := range []string{
+		`sigil_rate_limited_total{operation="EmailRequestToken"} 0`,
+		`sigil_rate_limited_total{operation="MsisdnRequestToken"} 0`,
+		`sigil_rate_limited_total{operation="RegisterAccount"} 0`,
+		`sigil_onbind_attempts_total{result="delivered"} 0`,
+		`sigil_onbind_attempts_total{result="retry"} 0`,
+		`sigil_onbind_attempts_total{result="failed"} 0`,
+		`sigil_onbind_attempts_total{result="interrupted"} 0`,
+		`sigil_onbind_deliveries_total{first_attempt="yes",result="delivered"} 0`,
+		`sigil_onbind_deliveries_total{first_attempt="no",result="delivered"} 0`,
+		`sigil_onbind_deliveries_total{first_attempt="no",result="failed"} 0`,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	if t.Failed() {
+		t.Log(grepLines(text, "sigil_"))
+	}
+}

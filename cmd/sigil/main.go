@@ -107,7 +107,7 @@ func (a *app) wire(cfg Config, log *slog.Logger) error {
 		},
 	}, identity.Deps{
 		Store: a.store, Key: key, Mail: a.metrics.Mail(sender), SMS: a.metrics.SMS(texts), Templates: tmpl,
-		Logger: log, Federation: fed,
+		Logger: log, Federation: fed, OnBindObserver: a.metrics.OnBind,
 	})
 	if err != nil {
 		return err

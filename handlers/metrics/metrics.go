@@ -29,6 +29,8 @@ type Metrics struct {
 	mail        *prometheus.CounterVec
 	sms         *prometheus.CounterVec
 	rateLimited *prometheus.CounterVec
+	onbindTries *prometheus.CounterVec
+	onbindDone  *prometheus.CounterVec
 }
 
 // New registers Sigil's series and Go's runtime and process collectors.
@@ -51,12 +53,30 @@ func New() *Metrics {
 		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sigil_rate_limited_total", Help: "Requests refused with M_LIMIT_EXCEEDED, by operation id.",
 		}, []string{"operation"}),
+		onbindTries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sigil_onbind_attempts_total",
+			Help: "Onbind calls made, by result: delivered, retry (failed, tried again later), failed (given up), interrupted (cut at shutdown).",
+		}, []string{"result"}),
+		onbindDone: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sigil_onbind_deliveries_total",
+			Help: "Onbind deliveries finished, by result (delivered, failed: given up) and whether on the first attempt (first_attempt: yes, no).",
+		}, []string{"result", "first_attempt"}),
 	}
+	// Every series exists from the start, at 0: a rate of "failed" or of
+	// refusals can be graphed and alerted on before the first one.
 	for _, r := range []string{"sent", "failed"} {
 		m.mail.WithLabelValues(r)
 		m.sms.WithLabelValues(r)
 	}
-	m.reg.MustRegister(m.requests, m.latency, m.mail, m.sms, m.rateLimited,
+	for _, r := range []string{"delivered", "retry", "failed", "interrupted"} {
+		m.onbindTries.WithLabelValues(r)
+	}
+	for _, r := range []string{"delivered", "failed"} {
+		for _, first := range []string{"yes", "no"} {
+			m.onbindDone.WithLabelValues(r, first)
+		}
+	}
+	m.reg.MustRegister(m.requests, m.latency, m.mail, m.sms, m.rateLimited, m.onbindTries, m.onbindDone,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -75,6 +95,29 @@ func (m *Metrics) Request(operation string, status int, errcode string, d time.D
 	m.latency.WithLabelValues(operation).Observe(d.Seconds())
 	if errcode == "M_LIMIT_EXCEEDED" {
 		m.rateLimited.WithLabelValues(operation).Inc()
+	}
+}
+
+// Operations creates, at 0, the per-operation series that exist before
+// any request (rate-limit refusals); handlers.NewHTTP calls it with every
+// operation id of the document.
+func (m *Metrics) Operations(ids []string) {
+	for _, op := range ids {
+		m.rateLimited.WithLabelValues(op)
+	}
+}
+
+// OnBind records one onbind attempt (identity.Deps.OnBindObserver): its
+// outcome (identity.OnBindOutcomes) and its number, 1 for the first. A
+// delivered or failed outcome also ends the delivery.
+func (m *Metrics) OnBind(outcome string, attempt int) {
+	m.onbindTries.WithLabelValues(outcome).Inc()
+	if outcome == "delivered" || outcome == "failed" {
+		first := "no"
+		if attempt == 1 {
+			first = "yes"
+		}
+		m.onbindDone.WithLabelValues(outcome, first).Inc()
 	}
 }
 
