@@ -1,7 +1,9 @@
 package handlers_test
 
 import (
+	"context"
 	"crypto/tls"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -296,5 +298,64 @@ func TestRegisterWithOnlyAccessTokenAndServerName(t *testing.T) {
 	r = env.Post(v2+"/account/register", map[string]any{"access_token": "oid_minimal"})
 	if r.Status != 400 || r.Errcode() != "M_MISSING_PARAMS" || !strings.Contains(r.String("error"), "matrix_server_name") {
 		t.Errorf("without matrix_server_name: %d %s", r.Status, r.Body)
+	}
+}
+
+// nxdomainResolver is a resolver whose DNS server, on 127.0.0.1, answers
+// every query "no such name" (NXDOMAIN), so the test does not depend on
+// the machine's DNS.
+func nxdomainResolver(t *testing.T) *net.Resolver {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			if n < 12 {
+				continue
+			}
+			// Header + the question only: QR and RA set, RCODE 3.
+			end := 12
+			for end < n && buf[end] != 0 {
+				end += int(buf[end]) + 1
+			}
+			end += 5
+			if end > n {
+				continue
+			}
+			resp := append([]byte(nil), buf[:end]...)
+			resp[2] |= 0x80
+			resp[3] = 0x80 | 3
+			resp[6], resp[7], resp[8], resp[9], resp[10], resp[11] = 0, 0, 0, 0, 0, 0
+			_, _ = pc.WriteTo(resp, from)
+		}
+	}()
+	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "udp", pc.LocalAddr().String())
+	}}
+}
+
+// A matrix_server_name that does not resolve (the 0x7f000001, an
+// address spelled in hex, which no DNS knows) is the client's mistake: 400
+// M_INVALID_PARAM naming it, never a 5xx.
+func TestRegisterUnresolvableServerNameIsClientError(t *testing.T) {
+	env := apitest.New(t, func(s *apitest.Setup) {
+		s.Federation = federation.NewClient(federation.ClientOptions{
+			TLSConfig: &tls.Config{InsecureSkipVerify: true}, Timeout: 5 * time.Second, Resolver: nxdomainResolver(t),
+		})
+	})
+	for _, name := range []string{"0x7f000001:8448", "0x7f000001", "nowhere.invalid"} {
+		r := env.Post(v2+"/account/register", map[string]any{"access_token": "tok", "token_type": "Bearer", "matrix_server_name": name, "expires_in": 60})
+		if r.Status != 400 || r.Errcode() != "M_INVALID_PARAM" || !strings.Contains(r.String("error"), "resolve") {
+			t.Errorf("%s: %d %s, want 400 M_INVALID_PARAM saying it does not resolve", name, r.Status, r.Body)
+		}
 	}
 }

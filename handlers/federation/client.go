@@ -38,6 +38,10 @@ var (
 	// network failure, timeout, refused address, or a 5xx answer. Callers
 	// usually map it to a 5xx of their own rather than to 403.
 	ErrUnreachable = errors.New("federation: server unreachable")
+	// ErrUnresolvable reports a server name that does not exist in the
+	// DNS (NXDOMAIN, or no address): the name is wrong, not the server
+	// down. It also matches ErrUnreachable.
+	ErrUnresolvable = errors.New("federation: server name does not resolve")
 	// ErrInvalidServerName reports a malformed Matrix server name.
 	ErrInvalidServerName = errors.New("federation: invalid server name")
 	// ErrInvalidResponse reports a remote answer that is not what the
@@ -322,10 +326,13 @@ func (c *Client) dialContext(ctx context.Context, network, addr string) (net.Con
 		ips = []netip.Addr{ip}
 	} else {
 		if ips, err = c.resolveIP(ctx, host); err != nil {
+			if de := (*net.DNSError)(nil); errors.As(err, &de) && de.IsNotFound {
+				return nil, fmt.Errorf("%w: %w", ErrUnresolvable, err)
+			}
 			return nil, err
 		}
 		if len(ips) == 0 {
-			return nil, fmt.Errorf("lookup %s: no addresses", host)
+			return nil, fmt.Errorf("%w: lookup %s: no addresses", ErrUnresolvable, host)
 		}
 	}
 	if !c.opts.AllowPrivate {

@@ -65,6 +65,9 @@ func (s *Service) Register(ctx context.Context, clientIP, serverName, openIDToke
 		// Policy, not an outage: say so, and do not invite a retry.
 		return "", matrixerr.Forbidden(fmt.Sprintf(
 			"%s resolves to a private or reserved address, which this server does not contact", server)).WithCause(err)
+	case errors.Is(err, federation.ErrUnresolvable):
+		// The name does not exist: the client's mistake, not an outage.
+		return "", matrixerr.InvalidParam(fmt.Sprintf("matrix_server_name %s does not resolve to any address", server)).WithCause(err)
 	case errors.Is(err, federation.ErrInvalidServerName):
 		return "", matrixerr.InvalidParam("matrix_server_name is not a valid server name").WithCause(err)
 	case err != nil:
