@@ -291,6 +291,21 @@ type workloadResult struct {
 	GenCPUMS    float64 `json:"generator_cpu_ms_per_request"`
 	OtherCPUMS  float64 `json:"other_cpu_ms_per_request"`
 	RSSMB       float64 `json:"server_rss_mb_after"`
+	// The net/http baseline on the same cores, measured right after:
+	// its requests/s and CPU per request, and Sigil's requests/s over it.
+	BareRPS   float64 `json:"baseline_requests_per_second,omitempty"`
+	BareCPUMS float64 `json:"baseline_cpu_ms_per_request,omitempty"`
+	VsBare    float64 `json:"ratio_to_baseline,omitempty"`
+}
+
+// scaleResult compares a workload on all the scaling cores with the same
+// workload on the server's one core.
+type scaleResult struct {
+	Name   string  `json:"workload"`
+	CPUs   string  `json:"cpus"`
+	OneRPS float64 `json:"one_core_requests_per_second"`
+	AllRPS float64 `json:"requests_per_second"`
+	Ratio  float64 `json:"ratio"`
 }
 
 // measure warms the server up with wl, then runs it for d while reading

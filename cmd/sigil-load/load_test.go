@@ -127,7 +127,7 @@ func TestSeededServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := startServer(ctx, bin, dir, dsn, fx.KeyPath, true)
+	srv, err := startServer(ctx, bin, dir, dsn, fx.KeyPath, true, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -42,6 +42,11 @@ type options struct {
 	sigilBin    string
 	srcDir      string
 	profileDir  string
+	// serverCPUs pins Sigil and the baseline, genCPUs this generator,
+	// scaleCPUs the second Sigil of the scaling rows ("" for any).
+	serverCPUs, genCPUs, scaleCPUs string
+	bare                           bool
+	scaleWorkloads                 []string
 }
 
 func main() {
@@ -63,6 +68,14 @@ func main() {
 	flag.StringVar(&o.sigilBin, "sigil", "", "a prebuilt sigil binary (default: go build ./cmd/sigil)")
 	flag.StringVar(&o.srcDir, "src", ".", "directory inside the Sigil module, for go build")
 	flag.StringVar(&o.profileDir, "profile", "", "write the server's CPU profile of each measured workload into this directory")
+	serverCPUs, genCPUs, allCPUs := cpuPlan(runtime.NumCPU())
+	flag.StringVar(&o.serverCPUs, "server-cpus", serverCPUs, "cores (taskset list) for Sigil and the net/http baseline; \"\" for any")
+	flag.StringVar(&o.genCPUs, "generator-cpus", genCPUs, "cores (taskset list) for this load generator; \"\" for any")
+	flag.StringVar(&o.scaleCPUs, "scale-cpus", allCPUs, "cores for the scaling rows (Sigil on all of them vs on -server-cpus); \"\" skips them")
+	flag.BoolVar(&o.bare, "baseline", true, "measure a bare net/http server answering {} beside Sigil, on the same cores, after each workload")
+	var scaleIn string
+	flag.StringVar(&scaleIn, "scale-workloads", wlStatus+","+wlBulkLookupV1+","+wlLookupV2, "workloads of the scaling rows")
+	bareAddr := flag.String("bare-serve", "", "internal: serve the net/http baseline on this address")
 	var so soakOptions
 	flag.DurationVar(&so.duration, "soak", 0, "instead of the benchmark, a soak of this length (make soak): mixed load plus a flooding client, targets checked")
 	flag.IntVar(&so.n, "soak-n", 1000000, "bindings seeded for the soak")
@@ -73,6 +86,13 @@ func main() {
 	flag.DurationVar(&so.lifetime, "soak-lifetime", time.Minute, "token and session lifetime, and invite and onbind retention, of the soak's server")
 	flag.BoolVar(&so.legacy, "soak-legacy", false, "the server binary predates the retention settings (a before/after comparison)")
 	flag.Parse()
+	if *bareAddr != "" {
+		if err := serveBare(*bareAddr); err != nil {
+			fmt.Fprintln(os.Stderr, "sigil-load -bare-serve:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if so.duration > 0 {
 		so.concurrency = 16
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -91,6 +111,9 @@ func main() {
 	}
 	if err == nil {
 		o.workloads, err = parseChoices("workload", workloadsIn, workloadNames())
+	}
+	if err == nil && o.scaleCPUs != "" {
+		o.scaleWorkloads, err = parseChoices("workload", scaleIn, workloadNames())
 	}
 	if err == nil && (o.concurrency < 1 || o.duration <= 0 || o.warmup < 0) {
 		err = fmt.Errorf("-concurrency and -duration must be positive, -warmup not negative")
@@ -167,6 +190,10 @@ func run(ctx context.Context, o options) error {
 	} else {
 		defer os.RemoveAll(work)
 	}
+	if o.genCPUs != "" && !pinSelf(o.genCPUs) {
+		fmt.Fprintln(os.Stderr, "sigil-load: could not pin the generator (taskset); running unpinned")
+		o.serverCPUs, o.genCPUs = "", ""
+	}
 	bin := o.sigilBin
 	if bin == "" {
 		t := time.Now()
@@ -179,6 +206,7 @@ func run(ctx context.Context, o options) error {
 		Date: time.Now().UTC().Format("2006-01-02"), GoVersion: runtime.Version(), CPU: cpuModel(),
 		Cores: runtime.NumCPU(), Concurrency: o.concurrency, Duration: o.duration.String(), Warmup: o.warmup.String(),
 		Command: strings.TrimSpace("go run ./cmd/sigil-load " + strings.Join(os.Args[1:], " ")), LoadAvg: loadAvg(),
+		ServerCPUs: o.serverCPUs, GeneratorCPUs: o.genCPUs, ScaleCPUs: o.scaleCPUs,
 	}
 	for _, db := range o.dbs {
 		for _, n := range o.sizes {
@@ -232,7 +260,7 @@ func runOne(ctx context.Context, o options, bin, work, db string, n int) (runRes
 		fmt.Fprintf(os.Stderr, "ANALYZE took %s\n", fx.AnalyzeTime.Round(time.Millisecond))
 	}
 
-	srv, err := startServer(ctx, bin, dir, dsn, fx.KeyPath, o.profileDir != "")
+	srv, err := startServer(ctx, bin, dir, dsn, fx.KeyPath, o.profileDir != "", o.serverCPUs)
 	if err != nil {
 		return res, err
 	}
@@ -240,6 +268,13 @@ func runOne(ctx context.Context, o options, bin, work, db string, n int) (runRes
 	res.ReadyMS = float64(srv.ready.Microseconds()) / 1000
 	res.StartRSSMB = srv.memMB("VmRSS")
 	fmt.Fprintf(os.Stderr, "server ready in %s, RSS %.1f MB\n", srv.ready.Round(time.Millisecond), res.StartRSSMB)
+	var bare *server
+	if o.bare {
+		if bare, err = startBare(ctx, dir, o.serverCPUs); err != nil {
+			return res, err
+		}
+		defer bare.stop()
+	}
 
 	pools := newPools(n, fx, 64, 1000, 1)
 	for _, name := range o.workloads {
@@ -261,12 +296,63 @@ func runOne(ctx context.Context, o options, bin, work, db string, n int) (runRes
 		if err != nil {
 			return res, fmt.Errorf("%s: %w", name, err)
 		}
-		fmt.Fprintf(os.Stderr, "  %-14s %8.0f req/s  p50 %.2f ms  p99 %.2f ms  errors %d\n", name, r.RPS, r.P50MS, r.P99MS, r.Errors)
+		if bare != nil {
+			// Right after Sigil, on the same cores and the same requests.
+			b, err := measure(ctx, bare, wl, o.concurrency, o.warmup, o.duration)
+			if err != nil {
+				return res, fmt.Errorf("%s, net/http baseline: %w", name, err)
+			}
+			r.BareRPS, r.BareCPUMS = b.RPS, b.ServerCPUMS
+			if b.RPS > 0 {
+				r.VsBare = r.RPS / b.RPS
+			}
+		}
+		fmt.Fprintf(os.Stderr, "  %-14s %8.0f req/s  p50 %.2f ms  p99 %.2f ms  errors %d  net/http %8.0f req/s  ratio %.2f\n",
+			name, r.RPS, r.P50MS, r.P99MS, r.Errors, r.BareRPS, r.VsBare)
 		res.Workloads = append(res.Workloads, r)
 	}
 	res.PeakRSSMB = srv.memMB("VmHWM")
 	if err := srv.alive(); err != nil {
 		return res, err
+	}
+	if o.scaleCPUs == "" || o.scaleCPUs == o.serverCPUs || len(o.scaleWorkloads) == 0 {
+		return res, nil
+	}
+	// Scaling: the same database served by a Sigil on every core (the
+	// generator shares them), against the one-core figures above.
+	srv.stop()
+	if bare != nil {
+		bare.stop()
+	}
+	if o.genCPUs != "" {
+		pinSelf(o.scaleCPUs)
+		defer pinSelf(o.genCPUs)
+	}
+	all, err := startServer(ctx, bin, dir, dsn, fx.KeyPath, false, o.scaleCPUs)
+	if err != nil {
+		return res, err
+	}
+	defer all.stop()
+	for _, name := range o.scaleWorkloads {
+		one := -1
+		for i, w := range res.Workloads {
+			if w.Name == name {
+				one = i
+			}
+		}
+		if one < 0 {
+			continue
+		}
+		r, err := measure(ctx, all, pools.workload(name), o.concurrency, o.warmup, o.duration)
+		if err != nil {
+			return res, fmt.Errorf("%s on cores %s: %w", name, o.scaleCPUs, err)
+		}
+		sc := scaleResult{Name: name, CPUs: o.scaleCPUs, OneRPS: res.Workloads[one].RPS, AllRPS: r.RPS}
+		if sc.OneRPS > 0 {
+			sc.Ratio = sc.AllRPS / sc.OneRPS
+		}
+		fmt.Fprintf(os.Stderr, "  %-14s cores %s: %8.0f req/s, %.2f× one core\n", name, o.scaleCPUs, r.RPS, sc.Ratio)
+		res.Scaling = append(res.Scaling, sc)
 	}
 	return res, nil
 }

@@ -20,6 +20,7 @@ type runResult struct {
 	StartRSSMB     float64          `json:"server_rss_mb_at_start"`
 	PeakRSSMB      float64          `json:"server_peak_rss_mb"`
 	Workloads      []workloadResult `json:"workloads"`
+	Scaling        []scaleResult    `json:"scaling,omitempty"`
 }
 
 // report is a whole run.
@@ -35,8 +36,13 @@ type report struct {
 	Total       string `json:"total_time"`
 	// LoadAvg is /proc/loadavg at the start: other work on the machine
 	// shows up here and in the "other CPU" column.
-	LoadAvg string      `json:"loadavg_at_start"`
-	Runs    []runResult `json:"runs"`
+	LoadAvg string `json:"loadavg_at_start"`
+	// The cores (taskset lists) of the server, the generator and the
+	// scaling rows; empty when not pinned.
+	ServerCPUs    string      `json:"server_cpus,omitempty"`
+	GeneratorCPUs string      `json:"generator_cpus,omitempty"`
+	ScaleCPUs     string      `json:"scale_cpus,omitempty"`
+	Runs          []runResult `json:"runs"`
 }
 
 // thousands formats 1000000 as 1,000,000.
@@ -61,15 +67,25 @@ func (r runResult) markdown() string {
 	}
 	fmt.Fprintf(&b, "seed %.1f s (%s rows/s)%s · ready in %.0f ms · server RSS %.0f MB at start, peak %.0f MB\n\n",
 		r.SeedSeconds, thousands(int(float64(r.N)/r.SeedSeconds)), analyze, r.ReadyMS, r.StartRSSMB, r.PeakRSSMB)
-	b.WriteString("| workload | req/s | p50 ms | p99 ms | server CPU ms/req | generator CPU ms/req | other CPU ms/req | errors |\n")
-	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("| workload | req/s | net/http req/s | Sigil / net/http | p50 ms | p99 ms | server CPU ms/req | net/http CPU ms/req | generator CPU ms/req | other CPU ms/req | errors |\n")
+	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, w := range r.Workloads {
 		errs := "0"
 		if w.Errors > 0 {
 			errs = fmt.Sprintf("**%d** (%s)", w.Errors, statusSummary(w.Statuses))
 		}
-		fmt.Fprintf(&b, "| %s | %.0f | %.2f | %.2f | %.3f | %.3f | %.3f | %s |\n",
-			w.Name, w.RPS, w.P50MS, w.P99MS, w.ServerCPUMS, w.GenCPUMS, w.OtherCPUMS, errs)
+		bare, ratio, bareCPU := "–", "–", "–"
+		if w.BareRPS > 0 {
+			bare, ratio, bareCPU = fmt.Sprintf("%.0f", w.BareRPS), fmt.Sprintf("%.2f", w.VsBare), fmt.Sprintf("%.3f", w.BareCPUMS)
+		}
+		fmt.Fprintf(&b, "| %s | %.0f | %s | %s | %.2f | %.2f | %.3f | %s | %.3f | %.3f | %s |\n",
+			w.Name, w.RPS, bare, ratio, w.P50MS, w.P99MS, w.ServerCPUMS, bareCPU, w.GenCPUMS, w.OtherCPUMS, errs)
+	}
+	if len(r.Scaling) > 0 {
+		b.WriteString("\n| workload | one core req/s | cores " + r.Scaling[0].CPUs + " req/s | ratio |\n|---|---:|---:|---:|\n")
+		for _, sc := range r.Scaling {
+			fmt.Fprintf(&b, "| %s | %.0f | %.0f | %.2f |\n", sc.Name, sc.OneRPS, sc.AllRPS, sc.Ratio)
+		}
 	}
 	for _, w := range r.Workloads {
 		if w.FirstErr != "" {
@@ -100,6 +116,10 @@ func (rep report) markdown() string {
 	fmt.Fprintf(&b, "Run %s on %s (%d cores, load average %s at start), %s; %d concurrent clients, %s per workload after %s warm-up; total %s.\n\n",
 		rep.Date, rep.CPU, rep.Cores, rep.LoadAvg, rep.GoVersion, rep.Concurrency, rep.Duration, rep.Warmup, rep.Total)
 	fmt.Fprintf(&b, "`%s`\n\n", rep.Command)
+	if rep.ServerCPUs != "" {
+		fmt.Fprintf(&b, "Sigil and the net/http baseline on core %s, the generator on %s; scaling rows: Sigil on cores %s.\n\n",
+			rep.ServerCPUs, rep.GeneratorCPUs, rep.ScaleCPUs)
+	}
 	for _, r := range rep.Runs {
 		b.WriteString(r.markdown())
 		b.WriteString("\n")

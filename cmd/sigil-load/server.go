@@ -56,15 +56,16 @@ type server struct {
 	waitErr error
 }
 
-// configYAML is the server's configuration for a run: loopback, warn-level
-// logs (mail goes to the log at info, so it is dropped), no mail rate limit.
+// configYAML is the server's configuration for a run: loopback, no mail
+// rate limit, otherwise as shipped: info-level logs, so the access log
+// writes a line per request (to a file), and the metrics are counted.
 func configYAML(port int, dsn, keyPath string) string {
 	return fmt.Sprintf(`server_name: %s
 public_base_url: http://127.0.0.1:%d
 listen: 127.0.0.1:%d
 database: %q
 signing_key: %q
-log_level: warn
+log_level: info
 limits:
   mail_every: 0s
 `, serverName, port, port, dsn, keyPath)
@@ -81,12 +82,13 @@ func freePort() (int, error) {
 
 // startServer writes a configuration into dir, starts bin and waits for the
 // first 200 on the status route.
-func startServer(ctx context.Context, bin, dir, dsn, keyPath string, debug bool) (*server, error) {
-	return startServerWith(ctx, bin, dir, func(port int) string { return configYAML(port, dsn, keyPath) }, debug)
+func startServer(ctx context.Context, bin, dir, dsn, keyPath string, debug bool, cpus string) (*server, error) {
+	return startServerWith(ctx, bin, dir, func(port int) string { return configYAML(port, dsn, keyPath) }, debug, cpus)
 }
 
-// startServerWith is startServer with the configuration config(port).
-func startServerWith(ctx context.Context, bin, dir string, config func(port int) string, debug bool) (*server, error) {
+// startServerWith is startServer with the configuration config(port), on
+// cpus ("" for any).
+func startServerWith(ctx context.Context, bin, dir string, config func(port int) string, debug bool, cpus string) (*server, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -109,7 +111,7 @@ func startServerWith(ctx context.Context, bin, dir string, config func(port int)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, "-config", cfgPath)
+	cmd := pinned(cpus, bin, "-config", cfgPath)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = withoutSigilEnv(os.Environ())
 	start := time.Now()
@@ -120,29 +122,38 @@ func startServerWith(ctx context.Context, bin, dir string, config func(port int)
 	s := &server{cmd: cmd, pid: cmd.Process.Pid, base: fmt.Sprintf("http://127.0.0.1:%d", port), debug: debugBase, logPath: logPath, exited: make(chan struct{})}
 	go func() { s.waitErr = cmd.Wait(); logf.Close(); close(s.exited) }()
 
+	if err := s.waitReady(ctx, statusPath, 2*time.Minute); err != nil {
+		return nil, err
+	}
+	s.ready = time.Since(start)
+	return s, nil
+}
+
+// waitReady polls path until it answers 200, the process exits or limit
+// passes (then the process is stopped).
+func (s *server) waitReady(ctx context.Context, path string, limit time.Duration) error {
 	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
-	deadline := time.Now().Add(2 * time.Minute)
+	deadline := time.Now().Add(limit)
 	for {
-		resp, err := client.Get(s.base + statusPath)
+		resp, err := client.Get(s.base + path)
 		if err == nil {
 			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				s.ready = time.Since(start)
-				return s, nil
+				return nil
 			}
 		}
 		select {
 		case <-s.exited:
-			return nil, fmt.Errorf("sigil exited before it was ready (%v):\n%s", s.waitErr, tail(logPath, 20))
+			return fmt.Errorf("%s exited before it was ready (%v):\n%s", s.cmd.Path, s.waitErr, tail(s.logPath, 20))
 		case <-ctx.Done():
 			s.stop()
-			return nil, ctx.Err()
+			return ctx.Err()
 		case <-time.After(5 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
 			s.stop()
-			return nil, fmt.Errorf("sigil not ready after 2 minutes:\n%s", tail(logPath, 20))
+			return fmt.Errorf("%s not ready after %s:\n%s", s.cmd.Path, limit, tail(s.logPath, 20))
 		}
 	}
 }

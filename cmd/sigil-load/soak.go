@@ -128,7 +128,7 @@ func runSoak(ctx context.Context, o options, so soakOptions) error {
 	if err != nil {
 		return err
 	}
-	srv, err := startServerWith(ctx, bin, work, soakConfig(so, dsn, fx.KeyPath, dport), false)
+	srv, err := startServerWith(ctx, bin, work, soakConfig(so, dsn, fx.KeyPath, dport), false, "")
 	if err != nil {
 		return err
 	}
