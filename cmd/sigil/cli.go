@@ -121,6 +121,7 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	// version needs no configuration: it must work on a broken one.
+	var lb *logBuffer
 	if cmd.name != "version" {
 		cfg, err := LoadConfig(c.configPath, environ)
 		if err != nil {
@@ -128,14 +129,19 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 			return exitUsage
 		}
 		c.cfg = cfg
-		if c.log, err = newLogger(cfg.LogLevel, cfg.LogFormat, stderr); err != nil {
+		lb = newLogBuffer(stderr)
+		if c.log, err = newLogger(cfg.LogLevel, cfg.LogFormat, lb); err != nil {
 			fmt.Fprintln(stderr, "sigil:", err)
 			return exitUsage
 		}
+		c.log = slog.New(flushOnWarn{c.log.Handler(), lb})
 	}
 	ctx, stop := onSignals(c.log)
 	defer stop()
 	err = do(ctx, positional)
+	if lb != nil {
+		_ = lb.Flush() // before anything else is written to stderr
+	}
 	var ue usageError
 	var nf notFound
 	switch {

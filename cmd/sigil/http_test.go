@@ -133,10 +133,13 @@ func TestAccessLogCarriesNoSecrets(t *testing.T) {
 	}
 	ops := map[string]bool{}
 	for _, l := range lines {
-		for _, k := range []string{"request_id", "op", "status", "duration"} {
+		for _, k := range []string{"request_id", "op", "status", "duration_ms"} {
 			if _, ok := l[k]; !ok {
 				t.Errorf("access-log line without %s: %v", k, l)
 			}
+		}
+		if _, ok := l["duration_ms"].(float64); !ok {
+			t.Errorf("duration_ms is not a number of milliseconds: %v", l["duration_ms"])
 		}
 		ops[l["op"].(string)] = true
 	}
