@@ -73,18 +73,24 @@ func hashKey[S string | []byte](h S) (k hkey) {
 		var sum [32]byte
 		copy(src[:], h)
 		if n, err := strictB64.Decode(sum[:], src[:]); err == nil && n == 32 {
-			return hkey(sum[:])
+			return hkey(sum[:12])
 		}
 	}
 	buf := make([]byte, 0, len(h)+16)
 	buf = append(buf, "\x00sigil-hash\x00"...)
 	buf = append(buf, h...)
 	sum := sha256.Sum256(buf)
-	return hkey(sum[:])
+	return hkey(sum[:12])
 }
 
-// hkey is a lookup hash's key in the index.
-type hkey = [24]byte
+// hkey is a lookup hash's key in the index: the first 96 bits of the
+// digest. The pepper is public, so anyone can compute lookup hashes; but
+// to make the index answer for a hash that is not a stored one, a client
+// must find one that matches a stored digest in these 96 bits and not in
+// the other 160: about 2^96 / N SHA-256 computations (2^76 at a million
+// bindings), and what it would get is an MXID for an address it does not
+// have.
+type hkey = [12]byte
 
 var strictB64 = base64.RawURLEncoding.Strict()
 
@@ -97,13 +103,21 @@ var strictB64 = base64.RawURLEncoding.Strict()
 // which cost four times as much and was the largest item of a
 // bulk_lookup's profile; the keys never leave the process, so a
 // per-process secret is enough.
-func addrKey[S string | []byte](medium, address S) (k [16]byte) {
+//
+// The index keeps 96 of the 128 bits (akey): the chance that an address
+// never bound shares its key with one of N bound ones is N / 2^96 per
+// look-up (10^-22 at a million bindings), and without the secret no one
+// can do better than chance.
+func addrKey[S string | []byte](medium, address S) (k akey) {
 	k0, k1 := mediumKey(medium)
 	lo, hi := siphash.Hash128(k0, k1, bytesOf(address))
 	binary.LittleEndian.PutUint64(k[:8], lo)
-	binary.LittleEndian.PutUint64(k[8:], hi)
+	binary.LittleEndian.PutUint32(k[8:], uint32(hi))
 	return k
 }
+
+// akey is an address key in the index.
+type akey = [12]byte
 
 // mediumKey is the SipHash key of a medium's address keys.
 func mediumKey[S string | []byte](medium S) (k0, k1 uint64) {
@@ -151,20 +165,35 @@ func le64(b []byte) uint64 { return binary.LittleEndian.Uint64(b) }
 
 // ---------------------------------------------------------------- table
 
-// ixEntry is one binding. Entries are plain data: the table lives outside
-// the Go heap.
+// ixEntry is one binding, 36 bytes. Entries are plain data: the table
+// lives outside the Go heap. With the two slot tables (4 bytes each at a
+// load of 3/4 to 7/8) and the MXID record (its localpart, a byte or two
+// of length and of server number: see putMXID), a binding costs about 60
+// bytes, so 10M bindings fit in 1 GB with room to spare.
 type ixEntry struct {
-	h      hkey     // hashKey(lookup_hash)
-	nb, na int64    // not_before, not_after (Unix ms)
-	off    uint32   // the MXID is arena[off : off+n]
-	n      uint32   // MXID length, or ixFree for an unused entry
-	a      [16]byte // addrKey(medium, address); last, as hashed lookups need the rest
+	h   hkey    // hashKey(lookup_hash)
+	a   akey    // addrKey(medium, address)
+	nb  [6]byte // not_before, Unix ms, as a signed 48-bit number (clamped)
+	win uint16  // not_after - not_before: an index into windows, or ixOddWindow
+	off uint32  // the MXID record is at arena[off:]; ixFree for an unused entry
 }
 
 const (
-	ixFree     = uint32(1) << 31
+	ixFree     = ^uint32(0)
 	ixMinSlots = 1024
 	ixGolden   = 0x9E3779B97F4A7C15
+	// A slot is the entry number + 1 in its low ixIdxBits bits and a tag
+	// of the key in the others: a probe reads an entry (a cache miss at
+	// 1M bindings) only when the tag matches, so a table kept 3/4 full
+	// costs misses no more than a half-empty one without tags.
+	ixIdxBits   = 25
+	ixIdxMask   = 1<<ixIdxBits - 1
+	ixMaxEntry  = ixIdxMask - 1
+	ixOddWindow = ^uint16(0)
+	// int48 bounds: a not_before or not_after outside them is clamped,
+	// which changes no answer for any time between them (years ±4,000).
+	ixMaxMS = 1<<47 - 1
+	ixMinMS = -(1 << 47)
 )
 
 // ixTable is the index proper. It is not safe for concurrent use: see
@@ -174,32 +203,47 @@ type ixTable struct {
 	used    int
 	free    []uint32 // unused entries below used
 	live    int
-	hs, as  []uint32 // slots by lookup hash and by address: entry+1, 0 = empty
-	mask    uint64
-	shift   uint
+	hs, as  []uint32 // slots by lookup hash and by address: tag | entry+1, 0 = empty
+	size    uint64   // slots per table (any number: see home)
 	seed    uint64
-	arena   []byte // MXIDs
+	arena   []byte // MXID records
 	alen    int
 	garbage int // arena bytes no entry refers to
+
+	// The few distinct validity windows (not_after - not_before: every
+	// binding signed with the same lifetime shares one), and the servers
+	// of the MXIDs, each stored once. Both are small and on the Go heap.
+	windows  []int64
+	windowID map[int64]uint16
+	odd      map[akey]int64 // not_after of entries whose window is not in windows
+	servers  []string
+	serverID map[string]uint64
 }
 
+// Bounds of the interned tables: past them, entries keep their value
+// themselves (a window in odd, a server in the MXID record). Variables
+// for the tests.
+var (
+	ixMaxWindows = 1 << 15
+	ixMaxServers = 1 << 16
+)
+
 func newTable(n int) (*ixTable, error) {
-	t := &ixTable{seed: mrand.Uint64()}
-	slots := ixMinSlots
-	for slots/4*3 < n+n/8 {
-		slots *= 2
+	t := &ixTable{seed: mrand.Uint64(), windowID: map[int64]uint16{}, odd: map[akey]int64{}, serverID: map[string]uint64{}}
+	if n > ixMaxEntry {
+		return nil, fmt.Errorf("store: lookup index: %d bindings exceed its %d", n, ixMaxEntry)
 	}
-	if err := t.allocSlots(slots); err != nil {
+	if err := t.allocSlots(max(ixMinSlots, n+n/3+1)); err != nil {
 		return nil, err
 	}
 	var err error
 	// Spare capacity costs address space, not memory: untouched pages
 	// are never resident.
-	if t.ents, err = allocIndex[ixEntry](n + n/2 + 1024); err != nil {
+	if t.ents, err = allocIndex[ixEntry](min(n+n/2+1024, ixMaxEntry)); err != nil {
 		t.release()
 		return nil, err
 	}
-	if t.arena, err = allocIndex[byte](max(n*48, 64<<10)); err != nil {
+	if t.arena, err = allocIndex[byte](max(n*24, 64<<10)); err != nil {
 		t.release()
 		return nil, err
 	}
@@ -217,17 +261,8 @@ func (t *ixTable) allocSlots(n int) error {
 		return err
 	}
 	t.hs, t.as = hs, as
-	t.mask = uint64(n - 1)
-	t.shift = uint(64 - bitLen(uint64(n)-1))
+	t.size = uint64(n)
 	return nil
-}
-
-func bitLen(x uint64) int {
-	n := 0
-	for ; x != 0; x >>= 1 {
-		n++
-	}
-	return n
 }
 
 // release frees the table's memory; t must not be used afterwards.
@@ -244,32 +279,223 @@ func (t *ixTable) bytes() int64 {
 	return int64(t.used)*int64(unsafe.Sizeof(ixEntry{})) + int64(len(t.hs)+len(t.as))*4 + int64(t.alen)
 }
 
-func (t *ixTable) home(k uint64) uint64 { return ((k ^ t.seed) * ixGolden) >> t.shift }
+// home is key k's first slot: the high 32 bits of a multiplicative hash,
+// scaled to the table's size (so the size need not be a power of two, and
+// the tables stay 3/4 full rather than between 3/8 and 3/4).
+func (t *ixTable) home(k uint64) uint64 {
+	return (((k ^ t.seed) * ixGolden) >> 32) * t.size >> 32
+}
 
-func (t *ixTable) mxid(e *ixEntry) []byte { return t.arena[e.off : e.off+e.n] }
+func (t *ixTable) next(i uint64) uint64 {
+	if i++; i == t.size {
+		return 0
+	}
+	return i
+}
+
+// tag is the slot tag of key k (bits home hardly depends on).
+func tag(k uint64) uint32 { return uint32(k) << ixIdxBits }
+
+func slotOf(k uint64, idx int) uint32 { return tag(k) | uint32(idx+1) }
+
+// ---- entries' fields
+
+func getMS(b *[6]byte) int64 {
+	v := int64(b[0]) | int64(b[1])<<8 | int64(b[2])<<16 | int64(b[3])<<24 | int64(b[4])<<32 | int64(b[5])<<40
+	return v << 16 >> 16 // sign-extend 48 bits
+}
+
+func putMS(b *[6]byte, v int64) {
+	v = min(max(v, ixMinMS), ixMaxMS)
+	for i := range b {
+		b[i] = byte(v >> (8 * i))
+	}
+}
+
+// window returns e's not_before and not_after.
+func (t *ixTable) window(e *ixEntry) (nb, na int64) {
+	nb = getMS(&e.nb)
+	if e.win == ixOddWindow {
+		return nb, t.odd[e.a]
+	}
+	return nb, nb + t.windows[e.win]
+}
+
+// valid reports whether e's binding is valid at now.
+func (t *ixTable) valid(e *ixEntry, now int64) bool {
+	nb, na := t.window(e)
+	return nb <= now && now <= na
+}
+
+// setWindow stores not_before and not_after in e, whose a is set.
+func (t *ixTable) setWindow(e *ixEntry, nb, na int64) {
+	nb, na = min(max(nb, ixMinMS), ixMaxMS), min(max(na, ixMinMS), ixMaxMS)
+	putMS(&e.nb, nb)
+	if e.win == ixOddWindow {
+		delete(t.odd, e.a)
+	}
+	d := na - nb
+	id, ok := t.windowID[d]
+	if !ok && len(t.windows) < ixMaxWindows {
+		id, ok = uint16(len(t.windows)), true
+		t.windows = append(t.windows, d)
+		t.windowID[d] = id
+	}
+	if !ok {
+		e.win = ixOddWindow
+		t.odd[e.a] = na
+		return
+	}
+	e.win = id
+}
+
+// ---- MXID records: uvarint(n) · n bytes · uvarint(server). server 0: the
+// n bytes are the whole MXID; otherwise they are the part before the first
+// colon and the rest is ":" + servers[server-1], stored once for all its
+// users.
+
+// record decodes the MXID record at off.
+func (t *ixTable) record(off uint32) (local []byte, server uint64, size int) {
+	b := t.arena[off:]
+	n, k := binary.Uvarint(b)
+	local = b[k : k+int(n)]
+	server, k2 := binary.Uvarint(b[k+int(n):])
+	return local, server, k + int(n) + k2
+}
+
+// mxidLen is the length of e's MXID.
+func (t *ixTable) mxidLen(e *ixEntry) int {
+	local, server, _ := t.record(e.off)
+	if server == 0 {
+		return len(local)
+	}
+	return len(local) + 1 + len(t.servers[server-1])
+}
+
+// appendMXID appends e's MXID to dst.
+func (t *ixTable) appendMXID(dst []byte, e *ixEntry) []byte {
+	local, server, _ := t.record(e.off)
+	dst = append(dst, local...)
+	if server != 0 {
+		dst = append(dst, ':')
+		dst = append(dst, t.servers[server-1]...)
+	}
+	return dst
+}
+
+// mxid is e's MXID, in a new slice.
+func (t *ixTable) mxid(e *ixEntry) []byte { return t.appendMXID(nil, e) }
+
+// mxidIs reports whether e's MXID is m, without allocating.
+func (t *ixTable) mxidIs(e *ixEntry, m []byte) bool {
+	local, server, _ := t.record(e.off)
+	if server == 0 {
+		return bytes.Equal(local, m)
+	}
+	srv := t.servers[server-1]
+	return len(m) == len(local)+1+len(srv) && bytes.Equal(m[:len(local)], local) &&
+		m[len(local)] == ':' && string(m[len(local)+1:]) == srv
+}
+
+// encodeMXID appends m's record to dst.
+func (t *ixTable) encodeMXID(dst, m []byte) []byte {
+	local, server := m, uint64(0)
+	if i := bytes.IndexByte(m, ':'); i >= 0 {
+		srv := m[i+1:]
+		id, ok := t.serverID[string(srv)] // no allocation for the look-up
+		if !ok && len(t.servers) < ixMaxServers {
+			t.servers = append(t.servers, string(srv))
+			id, ok = uint64(len(t.servers)), true
+			t.serverID[t.servers[id-1]] = id
+		}
+		if ok {
+			local, server = m[:i], id
+		}
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(local)))
+	dst = append(dst, local...)
+	return binary.AppendUvarint(dst, server)
+}
+
+// putMXID appends m's record to the arena, compacting or growing it when
+// full.
+func (t *ixTable) putMXID(m []byte) (uint32, error) {
+	var buf [64]byte
+	rec := t.encodeMXID(buf[:0], m)
+	if t.alen+len(rec) > len(t.arena) {
+		if err := t.compact(len(rec)); err != nil {
+			return 0, err
+		}
+	}
+	off := t.alen
+	t.alen += copy(t.arena[off:], rec)
+	return uint32(off), nil
+}
+
+// compact copies the live MXID records into a new arena with room for
+// need more bytes (and a quarter to spare).
+func (t *ixTable) compact(need int) error {
+	want := t.alen - t.garbage + need
+	size := max(len(t.arena), 64<<10)
+	for size < want+want/4 {
+		size *= 2
+	}
+	if size >= math.MaxUint32 {
+		return errors.New("store: lookup index: MXIDs exceed 4 GiB")
+	}
+	arena, err := allocIndex[byte](size)
+	if err != nil {
+		return err
+	}
+	n := 0
+	for i := range t.used {
+		if e := &t.ents[i]; e.off != ixFree {
+			_, _, sz := t.record(e.off)
+			copy(arena[n:], t.arena[e.off:int(e.off)+sz])
+			e.off = uint32(n)
+			n += sz
+		}
+	}
+	freeIndex(t.arena)
+	t.arena, t.alen, t.garbage = arena, n, 0
+	return nil
+}
+
+func (t *ixTable) recordSize(e *ixEntry) int {
+	_, _, sz := t.record(e.off)
+	return sz
+}
+
+// ---- slots
 
 // byHash returns an entry with lookup key h that is valid at now, or nil.
 func (t *ixTable) byHash(h *hkey, now int64) *ixEntry {
-	for i := t.home(le64(h[:8])); ; i = (i + 1) & t.mask {
+	k := le64(h[:8])
+	tg := tag(k)
+	for i := t.home(k); ; i = t.next(i) {
 		v := t.hs[i]
 		if v == 0 {
 			return nil
 		}
-		if e := &t.ents[v-1]; e.h == *h && e.nb <= now && now <= e.na {
-			return e
+		if v&^ixIdxMask == tg {
+			if e := &t.ents[v&ixIdxMask-1]; e.h == *h && t.valid(e, now) {
+				return e
+			}
 		}
 	}
 }
 
 // byAddr returns the entry of address key a, or -1.
-func (t *ixTable) byAddr(a *[16]byte) int {
-	for i := t.home(le64(a[:8])); ; i = (i + 1) & t.mask {
+func (t *ixTable) byAddr(a *akey) int {
+	k := le64(a[:8])
+	tg := tag(k)
+	for i := t.home(k); ; i = t.next(i) {
 		v := t.as[i]
 		if v == 0 {
 			return -1
 		}
-		if t.ents[v-1].a == *a {
-			return int(v - 1)
+		if v&^ixIdxMask == tg && t.ents[v&ixIdxMask-1].a == *a {
+			return int(v&ixIdxMask - 1)
 		}
 	}
 }
@@ -277,9 +503,9 @@ func (t *ixTable) byAddr(a *[16]byte) int {
 func (t *ixTable) insertSlot(tab []uint32, k uint64, idx int) {
 	i := t.home(k)
 	for tab[i] != 0 {
-		i = (i + 1) & t.mask
+		i = t.next(i)
 	}
-	tab[i] = uint32(idx + 1)
+	tab[i] = slotOf(k, idx)
 }
 
 // removeSlot removes entry idx, whose key is k, from tab (byHash selects
@@ -288,19 +514,25 @@ func (t *ixTable) insertSlot(tab []uint32, k uint64, idx int) {
 func (t *ixTable) removeSlot(tab []uint32, byHash bool, k uint64, idx int) {
 	v := uint32(idx + 1)
 	i := t.home(k)
-	for tab[i] != v {
+	for tab[i]&ixIdxMask != v {
 		if tab[i] == 0 {
 			return
 		}
-		i = (i + 1) & t.mask
+		i = t.next(i)
+	}
+	dist := func(from, to uint64) uint64 { // probe steps from from to to
+		if to >= from {
+			return to - from
+		}
+		return to + t.size - from
 	}
 	for j := i; ; {
-		j = (j + 1) & t.mask
+		j = t.next(j)
 		w := tab[j]
 		if w == 0 {
 			break
 		}
-		e := &t.ents[w-1]
+		e := &t.ents[w&ixIdxMask-1]
 		var h uint64
 		if byHash {
 			h = t.home(le64(e.h[:8]))
@@ -308,7 +540,7 @@ func (t *ixTable) removeSlot(tab []uint32, byHash bool, k uint64, idx int) {
 			h = t.home(le64(e.a[:8]))
 		}
 		// w may fill the hole at i if i lies on its probe path from h to j.
-		if (j-h)&t.mask >= (j-i)&t.mask {
+		if dist(h, j) >= dist(i, j) {
 			tab[i] = w
 			i = j
 		}
@@ -316,14 +548,14 @@ func (t *ixTable) removeSlot(tab []uint32, byHash bool, k uint64, idx int) {
 	tab[i] = 0
 }
 
-// growSlots doubles both slot tables and reinserts every entry.
+// growSlots rebuilds both slot tables 3/5 full, with every entry.
 func (t *ixTable) growSlots() error {
 	oldH, oldA := t.hs, t.as
-	if err := t.allocSlots(2 * len(oldH)); err != nil {
+	if err := t.allocSlots(max(ixMinSlots, (t.live+1)*5/3+1)); err != nil {
 		return err
 	}
 	for i := range t.used {
-		if e := &t.ents[i]; e.n != ixFree {
+		if e := &t.ents[i]; e.off != ixFree {
 			t.insertSlot(t.hs, le64(e.h[:8]), i)
 			t.insertSlot(t.as, le64(e.a[:8]), i)
 		}
@@ -340,10 +572,10 @@ func (t *ixTable) newEntry() (int, error) {
 		return int(idx), nil
 	}
 	if t.used == len(t.ents) {
-		if 2*len(t.ents) >= math.MaxUint32 {
+		if t.used >= ixMaxEntry {
 			return 0, errors.New("store: lookup index: too many entries")
 		}
-		ents, err := allocIndex[ixEntry](2 * len(t.ents))
+		ents, err := allocIndex[ixEntry](min(2*len(t.ents), ixMaxEntry))
 		if err != nil {
 			return 0, err
 		}
@@ -355,48 +587,8 @@ func (t *ixTable) newEntry() (int, error) {
 	return t.used - 1, nil
 }
 
-// putMXID appends m to the arena, compacting or growing it when full.
-func (t *ixTable) putMXID(m []byte) (uint32, error) {
-	if t.alen+len(m) > len(t.arena) {
-		if err := t.compact(len(m)); err != nil {
-			return 0, err
-		}
-	}
-	off := t.alen
-	t.alen += copy(t.arena[off:], m)
-	return uint32(off), nil
-}
-
-// compact copies the live MXIDs into a new arena with room for need more
-// bytes (and a quarter to spare).
-func (t *ixTable) compact(need int) error {
-	want := t.alen - t.garbage + need
-	size := max(len(t.arena), 64<<10)
-	for size < want+want/4 {
-		size *= 2
-	}
-	if size > math.MaxUint32 {
-		return errors.New("store: lookup index: MXIDs exceed 4 GiB")
-	}
-	arena, err := allocIndex[byte](size)
-	if err != nil {
-		return err
-	}
-	n := 0
-	for i := range t.used {
-		if e := &t.ents[i]; e.n != ixFree {
-			copy(arena[n:], t.mxid(e))
-			e.off = uint32(n)
-			n += int(e.n)
-		}
-	}
-	freeIndex(t.arena)
-	t.arena, t.alen, t.garbage = arena, n, 0
-	return nil
-}
-
 // upsert sets the binding of address key a.
-func (t *ixTable) upsert(a *[16]byte, h *hkey, mxid []byte, nb, na int64) error {
+func (t *ixTable) upsert(a *akey, h *hkey, mxid []byte, nb, na int64) error {
 	if idx := t.byAddr(a); idx >= 0 {
 		e := &t.ents[idx]
 		if e.h != *h {
@@ -404,27 +596,27 @@ func (t *ixTable) upsert(a *[16]byte, h *hkey, mxid []byte, nb, na int64) error 
 			e.h = *h
 			t.insertSlot(t.hs, le64(h[:8]), idx)
 		}
-		if !bytes.Equal(t.mxid(e), mxid) {
-			old := e.n
-			off, err := t.putMXID(mxid) // may move e's MXID, never e
+		if !t.mxidIs(e, mxid) {
+			old := t.recordSize(e)
+			off, err := t.putMXID(mxid) // may move e's record, never e
 			if err != nil {
 				return err
 			}
-			t.garbage += int(old)
-			e.off, e.n = off, uint32(len(mxid))
+			t.garbage += old
+			e.off = off
 		}
-		e.nb, e.na = nb, na
+		t.setWindow(e, nb, na)
 		return nil
 	}
 	return t.insert(a, h, mxid, nb, na)
 }
 
 // insert adds a binding for address key a, which must not be indexed yet.
-func (t *ixTable) insert(a *[16]byte, h *hkey, mxid []byte, nb, na int64) error {
-	if len(mxid) >= int(ixFree) {
+func (t *ixTable) insert(a *akey, h *hkey, mxid []byte, nb, na int64) error {
+	if len(mxid) > 1<<20 {
 		return errors.New("store: lookup index: MXID too long")
 	}
-	if t.live+1 > len(t.hs)/4*3 {
+	if t.live+1 > int(t.size/8*7) {
 		if err := t.growSlots(); err != nil {
 			return err
 		}
@@ -437,7 +629,9 @@ func (t *ixTable) insert(a *[16]byte, h *hkey, mxid []byte, nb, na int64) error 
 	if err != nil {
 		return err
 	}
-	t.ents[idx] = ixEntry{h: *h, a: *a, nb: nb, na: na, off: off, n: uint32(len(mxid))}
+	e := &t.ents[idx]
+	*e = ixEntry{h: *h, a: *a, off: off}
+	t.setWindow(e, nb, na)
 	t.insertSlot(t.hs, le64(h[:8]), idx)
 	t.insertSlot(t.as, le64(a[:8]), idx)
 	t.live++
@@ -445,7 +639,7 @@ func (t *ixTable) insert(a *[16]byte, h *hkey, mxid []byte, nb, na int64) error 
 }
 
 // remove drops the binding of address key a, if any.
-func (t *ixTable) remove(a *[16]byte) {
+func (t *ixTable) remove(a *akey) {
 	idx := t.byAddr(a)
 	if idx < 0 {
 		return
@@ -453,14 +647,17 @@ func (t *ixTable) remove(a *[16]byte) {
 	e := &t.ents[idx]
 	t.removeSlot(t.hs, true, le64(e.h[:8]), idx)
 	t.removeSlot(t.as, false, le64(e.a[:8]), idx)
-	t.garbage += int(e.n)
-	*e = ixEntry{n: ixFree}
+	t.garbage += t.recordSize(e)
+	if e.win == ixOddWindow {
+		delete(t.odd, e.a)
+	}
+	*e = ixEntry{off: ixFree}
 	t.free = append(t.free, uint32(idx))
 	t.live--
 }
 
 // setHash changes the lookup key of address key a, if it is bound.
-func (t *ixTable) setHash(a *[16]byte, h *hkey) {
+func (t *ixTable) setHash(a *akey, h *hkey) {
 	idx := t.byAddr(a)
 	if idx < 0 {
 		return
@@ -958,7 +1155,7 @@ func (ix *lookupIndex) applyPending(ctx context.Context, t *ixTable) error {
 }
 
 // readRanges streams the rows with ids in ranges to upsert.
-func (ix *lookupIndex) readRanges(ctx context.Context, ranges [][2]uint64, upsert func(a *[16]byte, h *hkey, mxid []byte, nb, na int64) error) error {
+func (ix *lookupIndex) readRanges(ctx context.Context, ranges [][2]uint64, upsert func(a *akey, h *hkey, mxid []byte, nb, na int64) error) error {
 	for _, r := range ranges {
 		err := ix.scanRows(ctx, func(medium, address, mxid, hash []byte, nb, na int64) error {
 			a, h := addrKey(medium, address), hashKey(hash)
@@ -973,14 +1170,14 @@ func (ix *lookupIndex) readRanges(ctx context.Context, ranges [][2]uint64, upser
 
 // readKeys re-reads keys: rows found go to upsert, keys without a row to
 // remove.
-func (ix *lookupIndex) readKeys(ctx context.Context, keys []ThreePID, upsert func(a *[16]byte, h *hkey, mxid []byte, nb, na int64) error, remove func(a *[16]byte)) error {
+func (ix *lookupIndex) readKeys(ctx context.Context, keys []ThreePID, upsert func(a *akey, h *hkey, mxid []byte, nb, na int64) error, remove func(a *akey)) error {
 	byMedium := make(map[string][]string)
 	for _, k := range keys {
 		byMedium[k.Medium] = append(byMedium[k.Medium], k.Address)
 	}
 	for medium, addrs := range byMedium {
 		for _, chunk := range chunks(addrs, chunkSize) {
-			found := make(map[[16]byte]bool, len(chunk))
+			found := make(map[akey]bool, len(chunk))
 			err := ix.scanRows(ctx, func(medium, address, mxid, hash []byte, nb, na int64) error {
 				a, h := addrKey(medium, address), hashKey(hash)
 				found[a] = true
@@ -1016,7 +1213,7 @@ func (c *ixChange) refreshKeys() []ThreePID {
 
 // ixOp is a change read from the database, to apply to the live table.
 type ixOp struct {
-	a      [16]byte
+	a      akey
 	h      hkey
 	mxid   string
 	nb, na int64
@@ -1041,11 +1238,11 @@ func (ix *lookupIndex) refreshLocked(c *ixChange) {
 	// Read first, then apply holding mu, so that lookups never wait for
 	// the database.
 	var ops []ixOp
-	upsert := func(a *[16]byte, h *hkey, mxid []byte, nb, na int64) error {
+	upsert := func(a *akey, h *hkey, mxid []byte, nb, na int64) error {
 		ops = append(ops, ixOp{a: *a, h: *h, mxid: string(mxid), nb: nb, na: na})
 		return nil
 	}
-	remove := func(a *[16]byte) { ops = append(ops, ixOp{a: *a, del: true}) }
+	remove := func(a *akey) { ops = append(ops, ixOp{a: *a, del: true}) }
 	var err error
 	if c.lo > 0 {
 		err = ix.readRanges(ix.ctx, [][2]uint64{{c.lo, c.hi}}, upsert)
@@ -1290,7 +1487,7 @@ func (ix *lookupIndex) onNotify(payload string) {
 // run to thousands of addresses.
 type ixScratch struct {
 	hk   []hkey
-	ak   [][16]byte
+	ak   []akey
 	slot []uint32
 	hit  []int32 // the answering entry, or -1
 	sink byte
@@ -1301,7 +1498,7 @@ var scratchPool = sync.Pool{New: func() any { return new(ixScratch) }}
 func getScratch(n int) *ixScratch {
 	sc := scratchPool.Get().(*ixScratch)
 	if cap(sc.slot) < n {
-		sc.hk, sc.ak = make([]hkey, n), make([][16]byte, n)
+		sc.hk, sc.ak = make([]hkey, n), make([]akey, n)
 		sc.slot, sc.hit = make([]uint32, n), make([]int32, n)
 	}
 	sc.hk, sc.ak, sc.slot, sc.hit = sc.hk[:n], sc.ak[:n], sc.slot[:n], sc.hit[:n]
@@ -1328,10 +1525,16 @@ func (t *ixTable) probe(sc *ixScratch, byHash bool, now int64) (hits, size int) 
 		sc.slot[i] = tab[t.home(k)]
 	}
 	var x byte
-	for _, v := range sc.slot { // the entries they point to (both ends)
-		if v != 0 {
-			e := &t.ents[v-1]
-			x ^= e.h[0] ^ e.a[15]
+	for i, v := range sc.slot { // the entries they point to, when the tag matches
+		var k uint64
+		if byHash {
+			k = le64(sc.hk[i][:8])
+		} else {
+			k = le64(sc.ak[i][:8])
+		}
+		if v != 0 && v&^ixIdxMask == tag(k) {
+			e := &t.ents[v&ixIdxMask-1]
+			x ^= e.h[0] ^ byte(e.off)
 		}
 	}
 	for i, v := range sc.slot { // now mostly cache hits
@@ -1343,21 +1546,18 @@ func (t *ixTable) probe(sc *ixScratch, byHash bool, now int64) (hits, size int) 
 		if byHash {
 			e = t.byHash(&sc.hk[i], now)
 		} else if idx := t.byAddr(&sc.ak[i]); idx >= 0 {
-			if e = &t.ents[idx]; e.nb > now || now > e.na {
+			if e = &t.ents[idx]; !t.valid(e, now) {
 				e = nil
 			}
 		}
 		if e != nil {
 			sc.hit[i] = int32((uintptr(unsafe.Pointer(e)) - uintptr(unsafe.Pointer(&t.ents[0]))) / unsafe.Sizeof(ixEntry{}))
 			hits++
-			size += int(e.n)
 		}
 	}
 	for _, idx := range sc.hit { // the MXIDs of the hits
 		if idx >= 0 {
-			if e := &t.ents[idx]; e.n > 0 {
-				x ^= t.arena[e.off] ^ t.arena[e.off+e.n-1]
-			}
+			size += t.mxidLen(&t.ents[idx])
 		}
 	}
 	sc.sink = x
@@ -1367,20 +1567,18 @@ func (t *ixTable) probe(sc *ixScratch, byHash bool, now int64) (hits, size int) 
 // each calls fn for every hit of the last probe with its MXID, as a string
 // backed by one allocation for the whole batch. Holds mu (shared).
 func (t *ixTable) each(sc *ixScratch, size int, fn func(i int, mxid string)) {
-	buf := make([]byte, size)
-	pos := 0
+	buf := make([]byte, 0, size)
 	for i, idx := range sc.hit {
 		if idx < 0 {
 			continue
 		}
-		e := &t.ents[idx]
-		n := copy(buf[pos:], t.mxid(e))
-		if n == 0 {
+		pos := len(buf)
+		buf = t.appendMXID(buf, &t.ents[idx]) // within capacity: no copy
+		if len(buf) == pos {
 			fn(i, "")
 			continue
 		}
-		fn(i, unsafe.String(&buf[pos], n))
-		pos += n
+		fn(i, unsafe.String(&buf[pos], len(buf)-pos))
 	}
 }
 
@@ -1456,10 +1654,11 @@ func (ix *lookupIndex) find(medium, address string, now int64, withMXID bool) (b
 		return b, false, true
 	}
 	e := &t.ents[idx]
-	if e.nb > now || now > e.na {
+	nb, na := t.window(e)
+	if nb > now || now > na {
 		return b, false, true
 	}
-	b = Binding{NotBefore: e.nb, NotAfter: e.na}
+	b = Binding{NotBefore: nb, NotAfter: na}
 	if withMXID {
 		b.MXID = string(t.mxid(e)) // a copy: the arena is reused once mu is released
 	}

@@ -296,6 +296,10 @@ type workloadResult struct {
 	BareRPS   float64 `json:"baseline_requests_per_second,omitempty"`
 	BareCPUMS float64 `json:"baseline_cpu_ms_per_request,omitempty"`
 	VsBare    float64 `json:"ratio_to_baseline,omitempty"`
+	// VsBareCPU is the same per core: the baseline's CPU time per request
+	// over Sigil's. It holds when the generator, not the server, is what
+	// limits the baseline's requests/s (the small requests on two cores).
+	VsBareCPU float64 `json:"ratio_to_baseline_per_core,omitempty"`
 }
 
 // scaleResult compares a workload on all the scaling cores with the same
@@ -306,6 +310,10 @@ type scaleResult struct {
 	OneRPS float64 `json:"one_core_requests_per_second"`
 	AllRPS float64 `json:"requests_per_second"`
 	Ratio  float64 `json:"ratio"`
+	// Server CPU time per request on one core and on all: equal when the
+	// work spreads over the cores without contention.
+	OneCPUMS float64 `json:"one_core_cpu_ms_per_request"`
+	AllCPUMS float64 `json:"cpu_ms_per_request"`
 }
 
 // measure warms the server up with wl, then runs it for d while reading

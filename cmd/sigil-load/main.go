@@ -306,9 +306,12 @@ func runOne(ctx context.Context, o options, bin, work, db string, n int) (runRes
 			if b.RPS > 0 {
 				r.VsBare = r.RPS / b.RPS
 			}
+			if r.ServerCPUMS > 0 {
+				r.VsBareCPU = b.ServerCPUMS / r.ServerCPUMS
+			}
 		}
-		fmt.Fprintf(os.Stderr, "  %-14s %8.0f req/s  p50 %.2f ms  p99 %.2f ms  errors %d  net/http %8.0f req/s  ratio %.2f\n",
-			name, r.RPS, r.P50MS, r.P99MS, r.Errors, r.BareRPS, r.VsBare)
+		fmt.Fprintf(os.Stderr, "  %-14s %8.0f req/s  p50 %.2f ms  p99 %.2f ms  errors %d  net/http %8.0f req/s  ratio %.2f, per core %.2f\n",
+			name, r.RPS, r.P50MS, r.P99MS, r.Errors, r.BareRPS, r.VsBare, r.VsBareCPU)
 		res.Workloads = append(res.Workloads, r)
 	}
 	res.PeakRSSMB = srv.memMB("VmHWM")
@@ -347,7 +350,8 @@ func runOne(ctx context.Context, o options, bin, work, db string, n int) (runRes
 		if err != nil {
 			return res, fmt.Errorf("%s on cores %s: %w", name, o.scaleCPUs, err)
 		}
-		sc := scaleResult{Name: name, CPUs: o.scaleCPUs, OneRPS: res.Workloads[one].RPS, AllRPS: r.RPS}
+		sc := scaleResult{Name: name, CPUs: o.scaleCPUs, OneRPS: res.Workloads[one].RPS, AllRPS: r.RPS,
+			OneCPUMS: res.Workloads[one].ServerCPUMS, AllCPUMS: r.ServerCPUMS}
 		if sc.OneRPS > 0 {
 			sc.Ratio = sc.AllRPS / sc.OneRPS
 		}

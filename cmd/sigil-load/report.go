@@ -67,24 +67,25 @@ func (r runResult) markdown() string {
 	}
 	fmt.Fprintf(&b, "seed %.1f s (%s rows/s)%s · ready in %.0f ms · server RSS %.0f MB at start, peak %.0f MB\n\n",
 		r.SeedSeconds, thousands(int(float64(r.N)/r.SeedSeconds)), analyze, r.ReadyMS, r.StartRSSMB, r.PeakRSSMB)
-	b.WriteString("| workload | req/s | net/http req/s | Sigil / net/http | p50 ms | p99 ms | server CPU ms/req | net/http CPU ms/req | generator CPU ms/req | other CPU ms/req | errors |\n")
-	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("| workload | req/s | net/http req/s | Sigil / net/http | per core (CPU) | p50 ms | p99 ms | server CPU ms/req | net/http CPU ms/req | generator CPU ms/req | other CPU ms/req | errors |\n")
+	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, w := range r.Workloads {
 		errs := "0"
 		if w.Errors > 0 {
 			errs = fmt.Sprintf("**%d** (%s)", w.Errors, statusSummary(w.Statuses))
 		}
-		bare, ratio, bareCPU := "–", "–", "–"
+		bare, ratio, perCore, bareCPU := "–", "–", "–", "–"
 		if w.BareRPS > 0 {
 			bare, ratio, bareCPU = fmt.Sprintf("%.0f", w.BareRPS), fmt.Sprintf("%.2f", w.VsBare), fmt.Sprintf("%.3f", w.BareCPUMS)
+			perCore = fmt.Sprintf("%.2f", w.VsBareCPU)
 		}
-		fmt.Fprintf(&b, "| %s | %.0f | %s | %s | %.2f | %.2f | %.3f | %s | %.3f | %.3f | %s |\n",
-			w.Name, w.RPS, bare, ratio, w.P50MS, w.P99MS, w.ServerCPUMS, bareCPU, w.GenCPUMS, w.OtherCPUMS, errs)
+		fmt.Fprintf(&b, "| %s | %.0f | %s | %s | %s | %.2f | %.2f | %.3f | %s | %.3f | %.3f | %s |\n",
+			w.Name, w.RPS, bare, ratio, perCore, w.P50MS, w.P99MS, w.ServerCPUMS, bareCPU, w.GenCPUMS, w.OtherCPUMS, errs)
 	}
 	if len(r.Scaling) > 0 {
-		b.WriteString("\n| workload | one core req/s | cores " + r.Scaling[0].CPUs + " req/s | ratio |\n|---|---:|---:|---:|\n")
+		b.WriteString("\n| workload | one core req/s | cores " + r.Scaling[0].CPUs + " req/s | ratio | server CPU ms/req, one core | on cores " + r.Scaling[0].CPUs + " |\n|---|---:|---:|---:|---:|---:|\n")
 		for _, sc := range r.Scaling {
-			fmt.Fprintf(&b, "| %s | %.0f | %.0f | %.2f |\n", sc.Name, sc.OneRPS, sc.AllRPS, sc.Ratio)
+			fmt.Fprintf(&b, "| %s | %.0f | %.0f | %.2f | %.3f | %.3f |\n", sc.Name, sc.OneRPS, sc.AllRPS, sc.Ratio, sc.OneCPUMS, sc.AllCPUMS)
 		}
 	}
 	for _, w := range r.Workloads {
