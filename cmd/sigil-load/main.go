@@ -219,6 +219,7 @@ func run(ctx context.Context, o options) error {
 		}
 	}
 	rep.Total = time.Since(started).Round(time.Second).String()
+	fmt.Print(rep.sizes())
 	fmt.Printf("total time: %s\n", rep.Total)
 	if o.out != "" {
 		if err := rep.write(o.out); err != nil {
@@ -268,6 +269,13 @@ func runOne(ctx context.Context, o options, bin, work, db string, n int) (runRes
 	res.ReadyMS = float64(srv.ready.Microseconds()) / 1000
 	res.StartRSSMB = srv.memMB("VmRSS")
 	fmt.Fprintf(os.Stderr, "server ready in %s, RSS %.1f MB\n", srv.ready.Round(time.Millisecond), res.StartRSSMB)
+	// Measure on the loaded index (until then lookups go to the database).
+	if b, by, err := srv.indexLoaded(ctx, 5*time.Minute); err != nil {
+		fmt.Fprintf(os.Stderr, "lookup index: %v\n", err)
+	} else if b > 0 {
+		res.IndexBytesPerBinding = float64(by) / float64(b)
+		fmt.Fprintf(os.Stderr, "lookup index: %d bindings, %.1f MB, %.1f bytes a binding\n", b, float64(by)/1e6, res.IndexBytesPerBinding)
+	}
 	var bare *server
 	if o.bare {
 		if bare, err = startBare(ctx, dir, o.serverCPUs); err != nil {

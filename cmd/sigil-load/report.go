@@ -21,6 +21,8 @@ type runResult struct {
 	PeakRSSMB      float64          `json:"server_peak_rss_mb"`
 	Workloads      []workloadResult `json:"workloads"`
 	Scaling        []scaleResult    `json:"scaling,omitempty"`
+	// IndexBytesPerBinding is the lookup index's memory over its bindings.
+	IndexBytesPerBinding float64 `json:"index_bytes_per_binding,omitempty"`
 }
 
 // report is a whole run.
@@ -65,8 +67,8 @@ func (r runResult) markdown() string {
 	if r.AnalyzeSeconds > 0 {
 		analyze = fmt.Sprintf(" + ANALYZE %.1f s", r.AnalyzeSeconds)
 	}
-	fmt.Fprintf(&b, "seed %.1f s (%s rows/s)%s · ready in %.0f ms · server RSS %.0f MB at start, peak %.0f MB\n\n",
-		r.SeedSeconds, thousands(int(float64(r.N)/r.SeedSeconds)), analyze, r.ReadyMS, r.StartRSSMB, r.PeakRSSMB)
+	fmt.Fprintf(&b, "seed %.1f s (%s rows/s)%s · ready in %.0f ms · server RSS %.0f MB at start, peak %.0f MB · lookup index %.1f bytes a binding\n\n",
+		r.SeedSeconds, thousands(int(float64(r.N)/r.SeedSeconds)), analyze, r.ReadyMS, r.StartRSSMB, r.PeakRSSMB, r.IndexBytesPerBinding)
 	b.WriteString("| workload | req/s | net/http req/s | Sigil / net/http | per core (CPU) | p50 ms | p99 ms | server CPU ms/req | net/http CPU ms/req | generator CPU ms/req | other CPU ms/req | errors |\n")
 	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, w := range r.Workloads {
@@ -125,6 +127,7 @@ func (rep report) markdown() string {
 		b.WriteString(r.markdown())
 		b.WriteString("\n")
 	}
+	b.WriteString(rep.sizes())
 	return b.String()
 }
 
@@ -140,4 +143,49 @@ func (rep report) write(path string) error {
 		data = []byte(rep.markdown())
 	}
 	return os.WriteFile(path, data, 0o644)
+}
+
+// sizes compares, per database, each workload at the largest N with the
+// same workload at the smallest: requests/s and server CPU per request.
+func (rep report) sizes() string {
+	var b strings.Builder
+	byDB := map[string][]runResult{}
+	var dbs []string
+	for _, r := range rep.Runs {
+		if _, ok := byDB[r.DB]; !ok {
+			dbs = append(dbs, r.DB)
+		}
+		byDB[r.DB] = append(byDB[r.DB], r)
+	}
+	for _, db := range dbs {
+		runs := byDB[db]
+		if len(runs) < 2 {
+			continue
+		}
+		small, large := runs[0], runs[0]
+		for _, r := range runs {
+			if r.N < small.N {
+				small = r
+			}
+			if r.N > large.N {
+				large = r
+			}
+		}
+		if small.N == large.N {
+			continue
+		}
+		fmt.Fprintf(&b, "### %s, N = %s against N = %s\n\n", db, thousands(large.N), thousands(small.N))
+		b.WriteString("| workload | req/s, small | req/s, large | large / small | server CPU ms/req, small | large | small / large |\n|---|---:|---:|---:|---:|---:|---:|\n")
+		for _, w := range large.Workloads {
+			for _, s := range small.Workloads {
+				if s.Name != w.Name || s.RPS == 0 || w.ServerCPUMS == 0 {
+					continue
+				}
+				fmt.Fprintf(&b, "| %s | %.0f | %.0f | %.2f | %.3f | %.3f | %.2f |\n",
+					w.Name, s.RPS, w.RPS, w.RPS/s.RPS, s.ServerCPUMS, w.ServerCPUMS, s.ServerCPUMS/w.ServerCPUMS)
+			}
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -272,4 +273,35 @@ func (s *server) profile(ctx context.Context, wait, d time.Duration, path string
 		}()
 	}()
 	return done
+}
+
+// indexLoaded waits (up to limit) for the server's "lookup index loaded"
+// log line and returns its bindings and bytes.
+func (s *server) indexLoaded(ctx context.Context, limit time.Duration) (bindings, bytes int64, err error) {
+	deadline := time.Now().Add(limit)
+	for {
+		data, _ := os.ReadFile(s.logPath)
+		for line := range strings.Lines(string(data)) {
+			if !strings.Contains(line, "lookup index loaded") {
+				continue
+			}
+			for _, f := range strings.Fields(line) {
+				if v, ok := strings.CutPrefix(f, "bindings="); ok {
+					bindings, _ = strconv.ParseInt(v, 10, 64)
+				}
+				if v, ok := strings.CutPrefix(f, "bytes="); ok {
+					bytes, _ = strconv.ParseInt(v, 10, 64)
+				}
+			}
+			return bindings, bytes, nil
+		}
+		if time.Now().After(deadline) {
+			return 0, 0, fmt.Errorf("no \"lookup index loaded\" line after %s", limit)
+		}
+		select {
+		case <-ctx.Done():
+			return 0, 0, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
