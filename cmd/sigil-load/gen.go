@@ -360,3 +360,40 @@ func measure(ctx context.Context, srv *server, wl workload, concurrency int, war
 }
 
 func ms(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e6 }
+
+// combine merges the results of several turns of one workload: requests
+// and time add up, CPU per request is weighted by requests, the latency
+// percentiles are the median turn's.
+func combine(rs []workloadResult) workloadResult {
+	if len(rs) == 1 {
+		return rs[0]
+	}
+	out := workloadResult{Name: rs[0].Name, Statuses: map[int]int{}}
+	var p50, p99 []float64
+	for _, r := range rs {
+		out.Requests += r.Requests
+		out.Errors += r.Errors
+		out.Seconds += r.Seconds
+		for c, n := range r.Statuses {
+			out.Statuses[c] += n
+		}
+		if out.FirstErr == "" {
+			out.FirstErr = r.FirstErr
+		}
+		w := float64(r.Requests)
+		out.ServerCPUMS += r.ServerCPUMS * w
+		out.GenCPUMS += r.GenCPUMS * w
+		out.OtherCPUMS += r.OtherCPUMS * w
+		p50, p99 = append(p50, r.P50MS), append(p99, r.P99MS)
+		out.RSSMB = r.RSSMB
+	}
+	if out.Requests > 0 {
+		n := float64(out.Requests)
+		out.ServerCPUMS, out.GenCPUMS, out.OtherCPUMS = out.ServerCPUMS/n, out.GenCPUMS/n, out.OtherCPUMS/n
+		out.RPS = n / out.Seconds
+	}
+	slices.Sort(p50)
+	slices.Sort(p99)
+	out.P50MS, out.P99MS = p50[len(p50)/2], p99[len(p99)/2]
+	return out
+}

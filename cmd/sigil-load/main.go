@@ -46,6 +46,7 @@ type options struct {
 	// scaleCPUs the second Sigil of the scaling rows ("" for any).
 	serverCPUs, genCPUs, scaleCPUs string
 	bare                           bool
+	rounds                         int
 	scaleWorkloads                 []string
 }
 
@@ -73,6 +74,7 @@ func main() {
 	flag.StringVar(&o.genCPUs, "generator-cpus", genCPUs, "cores (taskset list) for this load generator; \"\" for any")
 	flag.StringVar(&o.scaleCPUs, "scale-cpus", allCPUs, "cores for the scaling rows (Sigil on all of them vs on -server-cpus); \"\" skips them")
 	flag.BoolVar(&o.bare, "baseline", true, "measure a bare net/http server answering {} beside Sigil, on the same cores, after each workload")
+	flag.IntVar(&o.rounds, "rounds", 3, "Sigil and the baseline take turns this many times per workload (-duration is shared out)")
 	var scaleIn string
 	flag.StringVar(&scaleIn, "scale-workloads", wlStatus+","+wlBulkLookupV1+","+wlLookupV2, "workloads of the scaling rows")
 	bareAddr := flag.String("bare-serve", "", "internal: serve the net/http baseline on this address")
@@ -295,21 +297,41 @@ func runOne(ctx context.Context, o options, bin, work, db string, n int) (runRes
 			path := filepath.Join(o.profileDir, fmt.Sprintf("%s-%d-%s.pprof", db, n, name))
 			profiled = srv.profile(ctx, o.warmup, o.duration, path)
 		}
-		r, err := measure(ctx, srv, wl, o.concurrency, o.warmup, o.duration)
+		// Sigil and the baseline take turns, o.rounds times each, so that
+		// a change in the machine's other load (builds, other benchmarks)
+		// falls on both alike.
+		rounds := 1
+		if bare != nil {
+			rounds = max(1, o.rounds)
+		}
+		slice := max(time.Second, o.duration/time.Duration(rounds))
+		var mine, base []workloadResult
+		for k := range rounds {
+			warm := o.warmup
+			if k > 0 {
+				warm = 0
+			}
+			r, err := measure(ctx, srv, wl, o.concurrency, warm, slice)
+			if err != nil {
+				return res, fmt.Errorf("%s: %w", name, err)
+			}
+			mine = append(mine, r)
+			if bare != nil {
+				b, err := measure(ctx, bare, wl, o.concurrency, warm, slice)
+				if err != nil {
+					return res, fmt.Errorf("%s, net/http baseline: %w", name, err)
+				}
+				base = append(base, b)
+			}
+		}
 		if profiled != nil {
 			if perr := <-profiled; perr != nil {
 				return res, fmt.Errorf("%s: profile: %w", name, perr)
 			}
 		}
-		if err != nil {
-			return res, fmt.Errorf("%s: %w", name, err)
-		}
+		r := combine(mine)
 		if bare != nil {
-			// Right after Sigil, on the same cores and the same requests.
-			b, err := measure(ctx, bare, wl, o.concurrency, o.warmup, o.duration)
-			if err != nil {
-				return res, fmt.Errorf("%s, net/http baseline: %w", name, err)
-			}
+			b := combine(base)
 			r.BareRPS, r.BareCPUMS = b.RPS, b.ServerCPUMS
 			if b.RPS > 0 {
 				r.VsBare = r.RPS / b.RPS
