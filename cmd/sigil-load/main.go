@@ -366,6 +366,9 @@ func runOne(ctx context.Context, o options, bin, work, db string, n int) (runRes
 		return res, err
 	}
 	defer all.stop()
+	if _, _, err := all.indexLoaded(ctx, 5*time.Minute); err != nil {
+		return res, fmt.Errorf("cores %s: %w", o.scaleCPUs, err)
+	}
 	for _, name := range o.scaleWorkloads {
 		one := -1
 		for i, w := range res.Workloads {
