@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -124,5 +125,30 @@ func TestV1CanBeSwitchedOff(t *testing.T) {
 	}
 	if r := env.Get(v2 + "/pubkey/ed25519:0"); r.Status != 200 {
 		t.Errorf("v2 with v1 off: %d", r.Status)
+	}
+}
+
+// The parameter fast path (spec/validate/simpleparams.go) accepts only
+// what kin-openapi accepts: every other case is refused as before.
+func TestLookupParametersFastPathRefusesWhatValidationRefuses(t *testing.T) {
+	env := apitest.New(t)
+	long := strings.Repeat("a", 321)
+	tests := []struct {
+		query  string
+		status int
+	}{
+		{"medium=email&address=nobody%40example.org", 200},
+		{"medium=email", 400},
+		{"address=nobody%40example.org", 400},
+		{"medium=email&address=" + long, 400},
+		{"medium=email&address=" + strings.Repeat("é", 320), 200},
+		{"medium=email&address=%FF", 400},
+		{"medium=email&address=a%40b.org&extra=%FF", 400},
+	}
+	for _, tt := range tests {
+		r := env.Get(v1 + "/lookup?" + tt.query)
+		if r.Status != tt.status {
+			t.Errorf("%.60s: %d %s, want %d", tt.query, r.Status, r.Body, tt.status)
+		}
 	}
 }

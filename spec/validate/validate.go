@@ -47,6 +47,9 @@ type Validator struct {
 	// middleware enforces (it needs the database).
 	checked map[*routers.Route]*routers.Route
 	fast    map[*routers.Route]*fastSchema
+	// simple holds the operations whose parameters the fast path checks
+	// (simpleparams.go).
+	simple  map[*routers.Route]simpleParams
 	maxBody int64
 	options *openapi3filter.Options
 	// paramsOnly validates all but the body, for bodies the compiled
@@ -65,6 +68,7 @@ func New(doc *openapi3.T, maxBodyBytes int64) (*Validator, error) {
 		byID:    map[string]*routers.Route{},
 		checked: map[*routers.Route]*routers.Route{},
 		fast:    map[*routers.Route]*fastSchema{},
+		simple:  map[*routers.Route]simpleParams{},
 		maxBody: maxBodyBytes,
 		options: &openapi3filter.Options{
 			MultiError: true,
@@ -85,6 +89,9 @@ func New(doc *openapi3.T, maxBodyBytes int64) (*Validator, error) {
 				return nil, fmt.Errorf("%s %s has no operationId", method, path)
 			}
 			v.byID[op.OperationID] = r
+			if sp, ok := compileSimpleParams(item, op); ok {
+				v.simple[r] = sp
+			}
 			bare := *op
 			bare.Security = &openapi3.SecurityRequirements{}
 			v.checked[r] = &routers.Route{Spec: doc, Path: path, PathItem: item, Method: method, Operation: &bare}
@@ -220,21 +227,27 @@ func (v *Validator) Middleware() echo.MiddlewareFunc {
 func (v *Validator) validate(c echo.Context, route *routers.Route) error {
 	req := c.Request()
 	opts := v.options
+	bodyDone := true // no body, or the compiled schema accepted it
 	if rb := route.Operation.RequestBody; rb != nil && rb.Value != nil {
 		bodyOK, err := v.prepareBody(req, rb.Value, v.fast[route])
 		if err != nil {
 			return err
 		}
+		bodyDone = bodyOK
 		if bodyOK {
 			opts = v.paramsOnly
 		}
 	}
+
 	params := make(map[string]string, len(c.ParamNames()))
 	for i, name := range c.ParamNames() {
 		params[name] = c.ParamValues()[i]
 	}
 	if err := checkUTF8Params(req, params); err != nil {
 		return err
+	}
+	if sp, ok := v.simple[route]; ok && bodyDone && sp.accepts(c, req) {
+		return nil
 	}
 	in := &openapi3filter.RequestValidationInput{
 		Request:    req,
