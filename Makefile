@@ -69,8 +69,9 @@ bench: microbench load
 microbench:
 	$(GO) test -run '^$$' -bench . -benchmem ./handlers/signing/ ./spec/validate/ ./handlers/
 
-## load: the load benchmark (cmd/sigil-load): N=10k and 1M bindings, SQLite and PostgreSQL, every workload
-##       (LOAD_FLAGS='-out load.md' to also write the tables to a file)
+## load: the load benchmark (cmd/sigil-load, see its README): N=10k and 1M bindings, SQLite and PostgreSQL, every
+##       workload, beside a bare net/http server on the same core, and on 2 cores (LOAD_FLAGS='-out load.md' to also
+##       write the tables to a file)
 .PHONY: load load-quick
 load:
 	SIGIL_LOAD_POSTGRES_URL='$(POSTGRES_URL)' $(GO) run ./cmd/sigil-load $(LOAD_FLAGS)
