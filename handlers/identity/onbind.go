@@ -181,8 +181,7 @@ func (s *Service) RunOnBindDeliveries(ctx, calls context.Context) {
 	q := newOnBindQueue(o)
 	finished := make(chan store.OnBindDelivery, o.Concurrency)
 	for {
-		if ctx.Err() == nil {
-			s.fillOnBindQueue(ctx, o, q)
+		if ctx.Err() == nil && s.fillOnBindQueue(ctx, o, q) {
 			s.startOnBinds(ctx, calls, o, q, finished)
 		}
 		select {
@@ -262,10 +261,12 @@ func (q *onBindQueue) forget(server string) {
 	}
 }
 
-// fillOnBindQueue reads the due deliveries the queue has room for.
-func (s *Service) fillOnBindQueue(ctx context.Context, o OnBindOptions, q *onBindQueue) {
+// fillOnBindQueue reads the due deliveries the queue has room for. It
+// reports false while a delivered success is still unwritten: then nothing
+// may be sent until it is.
+func (s *Service) fillOnBindQueue(ctx context.Context, o OnBindOptions, q *onBindQueue) bool {
 	if !s.recordUnrecorded(ctx) {
-		return // a success is still unwritten: send nothing until it is
+		return false
 	}
 	for len(q.known) < onBindQueuedTotal && ctx.Err() == nil {
 		ids := make([]uint, 0, len(q.known))
@@ -283,7 +284,7 @@ func (s *Service) fillOnBindQueue(ctx context.Context, o OnBindOptions, q *onBin
 			if ctx.Err() == nil {
 				s.log.Error("onbind: load due deliveries", "err", err)
 			}
-			return
+			return true
 		}
 		for _, d := range due {
 			dst := q.dest(mxidServer(d.MXID))
@@ -291,9 +292,10 @@ func (s *Service) fillOnBindQueue(ctx context.Context, o OnBindOptions, q *onBin
 			dst.waiting = append(dst.waiting, d)
 		}
 		if len(due) < onBindBatch {
-			return
+			return true
 		}
 	}
+	return true
 }
 
 // startOnBinds starts the waiting deliveries that have a free slot, taking
