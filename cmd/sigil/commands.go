@@ -188,7 +188,7 @@ func cmdSendTestEmail(c *cli, fs *flag.FlagSet) func(context.Context, []string) 
 // withService runs f with the identity operations over the configured
 // database (no HTTP, no onbind worker).
 func withService(ctx context.Context, c *cli, f func(*app) error) error {
-	a, err := openApp(ctx, c.cfg, c.log)
+	a, err := openApp(ctx, c.cfg, c.log, false)
 	if err != nil {
 		return err
 	}

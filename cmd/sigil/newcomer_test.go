@@ -1,0 +1,97 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// runSigil runs the binary to completion with a configuration file of
+// yaml in dir and returns its exit status and output.
+func runSigil(t *testing.T, dir, yaml string, env []string, args ...string) (int, string) {
+	t.Helper()
+	cfgPath := filepath.Join(dir, "sigil.yaml")
+	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(sigilBinary(t), append([]string{"-config", cfgPath}, args...)...)
+	cmd.Env = append(append(os.Environ(), "SIGIL_CONFIG="), env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		if _, ok := err.(*exec.ExitError); !ok {
+			t.Fatal(err)
+		}
+	}
+	return cmd.ProcessState.ExitCode(), string(out)
+}
+
+func localConfig(dir, addr string) string {
+	return fmt.Sprintf("server_name: %s\nlisten: %s\ndatabase: %q\nsigning_key: %q\n",
+		addr, addr, filepath.Join(dir, "sigil.db"), filepath.Join(dir, "signing.key"))
+}
+
+// A port that is taken: exit 1 with an error naming the address and the
+// listen setting, and never a "sigil ready" line first.
+func TestBusyPortExitsWithoutReady(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	dir := t.TempDir()
+	addr := ln.Addr().String()
+	code, out := runSigil(t, dir, localConfig(dir, addr), nil)
+	if code != exitFailure {
+		t.Errorf("exit status %d, want %d\n%s", code, exitFailure, out)
+	}
+	if strings.Contains(out, "sigil ready") {
+		t.Errorf("\"ready\" logged for a server that cannot listen:\n%s", out)
+	}
+	if !strings.Contains(out, addr) || !strings.Contains(out, "address already in use") || !strings.Contains(out, "listen") {
+		t.Errorf("the error does not name the address and the cause:\n%s", out)
+	}
+}
+
+// "sigil ready" comes after the port is bound: by the time it is in the
+// log, the server answers.
+func TestReadyLoggedOnlyOnceServing(t *testing.T) {
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	p := startSigil(t, dir, addr, "")
+	log := p.logText()
+	for i := 0; i < 200 && !strings.Contains(log, "sigil ready"); i++ {
+		time.Sleep(20 * time.Millisecond)
+		log = p.logText()
+	}
+	ready := strings.Index(log, "sigil ready")
+	listening := strings.Index(log, "msg=listening")
+	if ready < 0 || listening < 0 || ready < listening {
+		t.Errorf("want \"listening\" then \"sigil ready\":\n%s", log)
+	}
+	if !strings.Contains(log[ready:], "addr="+addr) {
+		t.Errorf("the ready line does not name the bound address %s:\n%s", addr, log)
+	}
+}
+
+// Every flag a command's usage line names (`sigil COMMAND -h`, `sigil
+// help`) is one the command accepts: import-sydent's once named -db and
+// -config-sydent, which it never had.
+func TestUsageNamesOnlyRealFlags(t *testing.T) {
+	flagRE := regexp.MustCompile(`(?:^|[\s\[|])-([a-z][a-z0-9-]*)`)
+	for _, cmd := range commands() {
+		fs := flag.NewFlagSet(cmd.name, flag.ContinueOnError)
+		cmd.run(&cli{}, fs)
+		for _, m := range flagRE.FindAllStringSubmatch(cmd.args, -1) {
+			if fs.Lookup(m[1]) == nil {
+				t.Errorf("sigil %s: the usage %q names -%s, which is not a flag of the command", cmd.name, cmd.args, m[1])
+			}
+		}
+	}
+}
