@@ -132,6 +132,11 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "sigil:", err)
 			return exitUsage
 		}
+		if cmd.name != "check" { // check prints them among its results
+			for _, w := range cfg.Warnings() {
+				c.log.Warn("config: " + w)
+			}
+		}
 	}
 	ctx, stop := onSignals(c.log)
 	defer stop()

@@ -95,3 +95,27 @@ func TestUsageNamesOnlyRealFlags(t *testing.T) {
 		}
 	}
 }
+
+// `sigil check` says when public_base_url was left on a port Sigil no
+// longer listens on, and names a derived one as derived.
+func TestCheckWarnsAboutPublicBaseURL(t *testing.T) {
+	dir := t.TempDir()
+	code, out := runSigil(t, dir, localConfig(dir, "127.0.0.1:9001")+"public_base_url: http://localhost:8090\n", nil, "check")
+	if code != exitOK || !strings.Contains(out, "WARN config") || !strings.Contains(out, "Sigil listens on 127.0.0.1:9001") {
+		t.Errorf("exit %d, want 0 and a warning:\n%s", code, out)
+	}
+	code, out = runSigil(t, dir, "listen: 127.0.0.1:9001\ndatabase: "+filepath.Join(dir, "x.db")+"\n", nil, "check")
+	if code != exitOK || strings.Contains(out, "WARN") || !strings.Contains(out, "public_base_url http://localhost:9001 (not set: derived") {
+		t.Errorf("exit %d, want 0, no warning and the derived URL:\n%s", code, out)
+	}
+}
+
+// Another tool's SIGIL_ variable in the environment: Sigil serves, and
+// says it ignored it.
+func TestOtherToolsVariableWarnedNotFatal(t *testing.T) {
+	dir := t.TempDir()
+	code, out := runSigil(t, dir, localConfig(dir, "127.0.0.1:9001"), []string{"SIGIL_SRC=/src"}, "check")
+	if code != exitOK || !strings.Contains(out, "SIGIL_SRC names no setting and is ignored") {
+		t.Errorf("exit %d, want 0 and a warning:\n%s", code, out)
+	}
+}
