@@ -277,6 +277,13 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s (listen): %w", cfg.Listen, err)
 	}
+	if cfg.derivedBaseURL {
+		// Derived from the port actually bound (listen: 127.0.0.1:0).
+		bound := cfg
+		bound.Listen, bound.PublicBaseURL = ln.Addr().String(), ""
+		bound.derivePublicBaseURL()
+		cfg.PublicBaseURL = bound.PublicBaseURL
+	}
 	a, err := build(ctx, cfg, log)
 	if err != nil {
 		_ = ln.Close()

@@ -119,3 +119,46 @@ func TestOtherToolsVariableWarnedNotFatal(t *testing.T) {
 		t.Errorf("exit %d, want 0 and a warning:\n%s", code, out)
 	}
 }
+
+// A derived public_base_url follows the port actually bound (listen on
+// port 0), and serve logs the configuration's warnings (here another
+// tool's SIGIL_ variable) and serves all the same.
+func TestServeDerivesBaseURLFromTheBoundPortAndLogsWarnings(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "sigil.yaml")
+	yaml := fmt.Sprintf("listen: 127.0.0.1:0\ndatabase: %q\nsigning_key: %q\n",
+		filepath.Join(dir, "sigil.db"), filepath.Join(dir, "signing.key"))
+	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(dir, "log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	cmd := exec.Command(sigilBinary(t), "-config", cfgPath)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = append(os.Environ(), "SIGIL_CONFIG=", "SIGIL_SRC=/src")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	re := regexp.MustCompile(`msg=listening addr=127\.0\.0\.1:(\d+) public_base_url=(\S+)`)
+	var m []string
+	for i := 0; i < 1200 && m == nil; i++ {
+		time.Sleep(50 * time.Millisecond)
+		b, _ := os.ReadFile(logPath)
+		m = re.FindStringSubmatch(string(b))
+	}
+	b, _ := os.ReadFile(logPath)
+	if m == nil {
+		t.Fatalf("no listening line:\n%s", b)
+	}
+	if want := "http://localhost:" + m[1]; m[2] != want {
+		t.Errorf("public_base_url %s, want %s (the bound port)", m[2], want)
+	}
+	if !strings.Contains(string(b), "level=WARN") || !strings.Contains(string(b), "SIGIL_SRC names no setting and is ignored") {
+		t.Errorf("the warning about SIGIL_SRC is not in the log:\n%s", b)
+	}
+}
