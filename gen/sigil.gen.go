@@ -1102,127 +1102,127 @@ func (a StoreInviteV2JSONBody) MarshalJSON() ([]byte, error) {
 
 // ServerInterface represents all server handlers.
 type ServerInterface interface {
-	// GetPingV1 Checks that an identity service is available at this API endpoint.
+	// GetPingV1 Checks that an identity service is available at this API endpoint (v1)
 	// (GET /_matrix/identity/api/v1)
 	GetPingV1(ctx echo.Context) error
-	// Bind3pid Publish an association between a session and a Matrix user ID.
+	// Bind3pid Publish an association between a session and a Matrix user ID (POST /3pid/bind, v1)
 	// (POST /_matrix/identity/api/v1/3pid/bind)
 	Bind3pid(ctx echo.Context) error
-	// GetValidated3pid Check whether ownership of a 3pid was validated.
+	// GetValidated3pid Check whether ownership of a 3pid was validated (v1)
 	// (GET /_matrix/identity/api/v1/3pid/getValidated3pid)
 	GetValidated3pid(ctx echo.Context, params GetValidated3pidParams) error
-	// UnbindV1 Remove an association between a session and a Matrix user ID.
+	// UnbindV1 Remove an association between a session and a Matrix user ID (v1)
 	// (POST /_matrix/identity/api/v1/3pid/unbind)
 	UnbindV1(ctx echo.Context) error
-	// Bind Publish an association between a session and a Matrix user ID.
+	// Bind Publish an association between a session and a Matrix user ID (POST /bind, v1)
 	// (POST /_matrix/identity/api/v1/bind)
 	Bind(ctx echo.Context) error
-	// BulkLookup Lookup Matrix user IDs for a list of 3pids.
+	// BulkLookup Lookup Matrix user IDs for a list of 3pids (v1)
 	// (POST /_matrix/identity/api/v1/bulk_lookup)
 	BulkLookup(ctx echo.Context) error
-	// LookupV1 Look up the Matrix user ID for a 3pid.
+	// LookupV1 Look up the Matrix user ID for a 3pid (v1)
 	// (GET /_matrix/identity/api/v1/lookup)
 	LookupV1(ctx echo.Context, params LookupV1Params) error
-	// IsEphemeralPubKeyValid Check whether a short-term public key is valid.
+	// IsEphemeralPubKeyValid Check whether a short-term public key is valid (v1)
 	// (GET /_matrix/identity/api/v1/pubkey/ephemeral/isvalid)
 	IsEphemeralPubKeyValid(ctx echo.Context, params IsEphemeralPubKeyValidParams) error
-	// IsPubKeyValid Check whether a long-term public key is valid.
+	// IsPubKeyValid Check whether a long-term public key is valid (v1)
 	// (GET /_matrix/identity/api/v1/pubkey/isvalid)
 	IsPubKeyValid(ctx echo.Context, params IsPubKeyValidParams) error
-	// GetPubKey Get the public key for the passed key ID.
+	// GetPubKey Get the public key for the passed key ID (v1)
 	// (GET /_matrix/identity/api/v1/pubkey/{keyId})
 	GetPubKey(ctx echo.Context, keyId string) error
-	// BlindlySignStuff Sign invitation details
+	// BlindlySignStuff Sign invitation details (v1)
 	// (POST /_matrix/identity/api/v1/sign-ed25519)
 	BlindlySignStuff(ctx echo.Context) error
-	// StoreInvite Store pending invitations to a user's 3pid.
+	// StoreInvite Store pending invitations to a user's 3pid (v1)
 	// (POST /_matrix/identity/api/v1/store-invite)
 	StoreInvite(ctx echo.Context) error
-	// EmailRequestToken Request a token for validating an email address.
+	// EmailRequestToken Request a token for validating an email address (v1)
 	// (POST /_matrix/identity/api/v1/validate/email/requestToken)
 	EmailRequestToken(ctx echo.Context) error
-	// EmailSubmitTokenGet Validate ownership of an email address.
+	// EmailSubmitTokenGet Validate ownership of an email address (GET, v1)
 	// (GET /_matrix/identity/api/v1/validate/email/submitToken)
 	EmailSubmitTokenGet(ctx echo.Context, params EmailSubmitTokenGetParams) error
-	// EmailSubmitTokenPost Validate ownership of an email address.
+	// EmailSubmitTokenPost Validate ownership of an email address (POST, v1)
 	// (POST /_matrix/identity/api/v1/validate/email/submitToken)
 	EmailSubmitTokenPost(ctx echo.Context) error
-	// MsisdnRequestToken Request a token for validating a phone number.
+	// MsisdnRequestToken Request a token for validating a phone number (v1)
 	// (POST /_matrix/identity/api/v1/validate/msisdn/requestToken)
 	MsisdnRequestToken(ctx echo.Context) error
-	// MsisdnSubmitTokenGet Validate ownership of a phone number.
+	// MsisdnSubmitTokenGet Validate ownership of a phone number (GET, v1)
 	// (GET /_matrix/identity/api/v1/validate/msisdn/submitToken)
 	MsisdnSubmitTokenGet(ctx echo.Context, params MsisdnSubmitTokenGetParams) error
-	// MsisdnSubmitTokenPost Validate ownership of a phone number.
+	// MsisdnSubmitTokenPost Validate ownership of a phone number (POST, v1)
 	// (POST /_matrix/identity/api/v1/validate/msisdn/submitToken)
 	MsisdnSubmitTokenPost(ctx echo.Context) error
-	// GetPingV2 Checks that an identity service is available at this API endpoint.
+	// GetPingV2 Checks that an identity service is available at this API endpoint
 	// (GET /_matrix/identity/v2)
 	GetPingV2(ctx echo.Context) error
-	// BindV2 Publish an association between a session and a Matrix user ID.
+	// BindV2 Publish an association between a session and a Matrix user ID
 	// (POST /_matrix/identity/v2/3pid/bind)
 	BindV2(ctx echo.Context) error
-	// GetValidated3pidV2 Check whether ownership of a 3pid was validated.
+	// GetValidated3pidV2 Check whether ownership of a 3pid was validated
 	// (GET /_matrix/identity/v2/3pid/getValidated3pid)
 	GetValidated3pidV2(ctx echo.Context, params GetValidated3pidV2Params) error
-	// UnbindV2 Remove an association between a session and a Matrix user ID.
+	// UnbindV2 Remove an association between a session and a Matrix user ID
 	// (POST /_matrix/identity/v2/3pid/unbind)
 	UnbindV2(ctx echo.Context) error
-	// GetAccount Gets account holder information for a given token.
+	// GetAccount Gets account holder information for a given token
 	// (GET /_matrix/identity/v2/account)
 	GetAccount(ctx echo.Context) error
-	// Logout Logs out an access token, rendering it unusable.
+	// Logout Logs out an access token, rendering it unusable
 	// (POST /_matrix/identity/v2/account/logout)
 	Logout(ctx echo.Context) error
-	// RegisterAccount Exchange an OpenID token for an identity server access token.
+	// RegisterAccount Exchange an OpenID token for an identity server access token
 	// (POST /_matrix/identity/v2/account/register)
 	RegisterAccount(ctx echo.Context) error
-	// GetHashDetails Gets hash function information from the server.
+	// GetHashDetails Gets hash function information from the server
 	// (GET /_matrix/identity/v2/hash_details)
 	GetHashDetails(ctx echo.Context) error
-	// LookupV2 Look up Matrix user IDs for a set of 3PIDs.
+	// LookupV2 Look up Matrix user IDs for a set of 3PIDs
 	// (POST /_matrix/identity/v2/lookup)
 	LookupV2(ctx echo.Context) error
-	// IsEphemeralPubKeyValidV2 Check whether a short-term public key is valid.
+	// IsEphemeralPubKeyValidV2 Check whether a short-term public key is valid
 	// (GET /_matrix/identity/v2/pubkey/ephemeral/isvalid)
 	IsEphemeralPubKeyValidV2(ctx echo.Context, params IsEphemeralPubKeyValidV2Params) error
-	// IsPubKeyValidV2 Check whether a long-term public key is valid.
+	// IsPubKeyValidV2 Check whether a long-term public key is valid
 	// (GET /_matrix/identity/v2/pubkey/isvalid)
 	IsPubKeyValidV2(ctx echo.Context, params IsPubKeyValidV2Params) error
-	// GetPubKeyV2 Get the public key for the passed key ID.
+	// GetPubKeyV2 Get the public key for the passed key ID
 	// (GET /_matrix/identity/v2/pubkey/{keyId})
 	GetPubKeyV2(ctx echo.Context, keyId string) error
-	// BlindlySignStuffV2 Sign invitation details.
+	// BlindlySignStuffV2 Sign invitation details
 	// (POST /_matrix/identity/v2/sign-ed25519)
 	BlindlySignStuffV2(ctx echo.Context) error
-	// StoreInviteV2 Store pending invitations to a user's 3pid.
+	// StoreInviteV2 Store pending invitations to a user's 3pid
 	// (POST /_matrix/identity/v2/store-invite)
 	StoreInviteV2(ctx echo.Context) error
-	// GetTerms Gets the terms of service offered by the server.
+	// GetTerms Gets the terms of service offered by the server
 	// (GET /_matrix/identity/v2/terms)
 	GetTerms(ctx echo.Context) error
-	// AgreeToTerms Indicates acceptance of terms to the server.
+	// AgreeToTerms Indicates acceptance of terms to the server
 	// (POST /_matrix/identity/v2/terms)
 	AgreeToTerms(ctx echo.Context) error
-	// EmailRequestTokenV2 Request a token for validating an email address.
+	// EmailRequestTokenV2 Request a token for validating an email address
 	// (POST /_matrix/identity/v2/validate/email/requestToken)
 	EmailRequestTokenV2(ctx echo.Context) error
-	// EmailSubmitTokenGetV2 Validate ownership of an email address.
+	// EmailSubmitTokenGetV2 Validate ownership of an email address (GET)
 	// (GET /_matrix/identity/v2/validate/email/submitToken)
 	EmailSubmitTokenGetV2(ctx echo.Context, params EmailSubmitTokenGetV2Params) error
-	// EmailSubmitTokenPostV2 Validate ownership of an email address.
+	// EmailSubmitTokenPostV2 Validate ownership of an email address (POST)
 	// (POST /_matrix/identity/v2/validate/email/submitToken)
 	EmailSubmitTokenPostV2(ctx echo.Context) error
-	// MsisdnRequestTokenV2 Request a token for validating a phone number.
+	// MsisdnRequestTokenV2 Request a token for validating a phone number
 	// (POST /_matrix/identity/v2/validate/msisdn/requestToken)
 	MsisdnRequestTokenV2(ctx echo.Context) error
-	// MsisdnSubmitTokenGetV2 Validate ownership of a phone number.
+	// MsisdnSubmitTokenGetV2 Validate ownership of a phone number (GET)
 	// (GET /_matrix/identity/v2/validate/msisdn/submitToken)
 	MsisdnSubmitTokenGetV2(ctx echo.Context, params MsisdnSubmitTokenGetV2Params) error
-	// MsisdnSubmitTokenPostV2 Validate ownership of a phone number.
+	// MsisdnSubmitTokenPostV2 Validate ownership of a phone number (POST)
 	// (POST /_matrix/identity/v2/validate/msisdn/submitToken)
 	MsisdnSubmitTokenPostV2(ctx echo.Context) error
-	// GetVersions Get the versions of the specification supported by the server.
+	// GetVersions Get the versions of the specification supported by the server
 	// (GET /_matrix/identity/versions)
 	GetVersions(ctx echo.Context) error
 }
@@ -4698,127 +4698,127 @@ func (response GetVersionsdefaultJSONResponse) VisitGetVersionsResponse(w http.R
 
 // StrictServerInterface represents all server handlers.
 type StrictServerInterface interface {
-	// GetPingV1 Checks that an identity service is available at this API endpoint.
+	// GetPingV1 Checks that an identity service is available at this API endpoint (v1)
 	// (GET /_matrix/identity/api/v1)
 	GetPingV1(ctx context.Context, request GetPingV1RequestObject) (GetPingV1ResponseObject, error)
-	// Bind3pid Publish an association between a session and a Matrix user ID.
+	// Bind3pid Publish an association between a session and a Matrix user ID (POST /3pid/bind, v1)
 	// (POST /_matrix/identity/api/v1/3pid/bind)
 	Bind3pid(ctx context.Context, request Bind3pidRequestObject) (Bind3pidResponseObject, error)
-	// GetValidated3pid Check whether ownership of a 3pid was validated.
+	// GetValidated3pid Check whether ownership of a 3pid was validated (v1)
 	// (GET /_matrix/identity/api/v1/3pid/getValidated3pid)
 	GetValidated3pid(ctx context.Context, request GetValidated3pidRequestObject) (GetValidated3pidResponseObject, error)
-	// UnbindV1 Remove an association between a session and a Matrix user ID.
+	// UnbindV1 Remove an association between a session and a Matrix user ID (v1)
 	// (POST /_matrix/identity/api/v1/3pid/unbind)
 	UnbindV1(ctx context.Context, request UnbindV1RequestObject) (UnbindV1ResponseObject, error)
-	// Bind Publish an association between a session and a Matrix user ID.
+	// Bind Publish an association between a session and a Matrix user ID (POST /bind, v1)
 	// (POST /_matrix/identity/api/v1/bind)
 	Bind(ctx context.Context, request BindRequestObject) (BindResponseObject, error)
-	// BulkLookup Lookup Matrix user IDs for a list of 3pids.
+	// BulkLookup Lookup Matrix user IDs for a list of 3pids (v1)
 	// (POST /_matrix/identity/api/v1/bulk_lookup)
 	BulkLookup(ctx context.Context, request BulkLookupRequestObject) (BulkLookupResponseObject, error)
-	// LookupV1 Look up the Matrix user ID for a 3pid.
+	// LookupV1 Look up the Matrix user ID for a 3pid (v1)
 	// (GET /_matrix/identity/api/v1/lookup)
 	LookupV1(ctx context.Context, request LookupV1RequestObject) (LookupV1ResponseObject, error)
-	// IsEphemeralPubKeyValid Check whether a short-term public key is valid.
+	// IsEphemeralPubKeyValid Check whether a short-term public key is valid (v1)
 	// (GET /_matrix/identity/api/v1/pubkey/ephemeral/isvalid)
 	IsEphemeralPubKeyValid(ctx context.Context, request IsEphemeralPubKeyValidRequestObject) (IsEphemeralPubKeyValidResponseObject, error)
-	// IsPubKeyValid Check whether a long-term public key is valid.
+	// IsPubKeyValid Check whether a long-term public key is valid (v1)
 	// (GET /_matrix/identity/api/v1/pubkey/isvalid)
 	IsPubKeyValid(ctx context.Context, request IsPubKeyValidRequestObject) (IsPubKeyValidResponseObject, error)
-	// GetPubKey Get the public key for the passed key ID.
+	// GetPubKey Get the public key for the passed key ID (v1)
 	// (GET /_matrix/identity/api/v1/pubkey/{keyId})
 	GetPubKey(ctx context.Context, request GetPubKeyRequestObject) (GetPubKeyResponseObject, error)
-	// BlindlySignStuff Sign invitation details
+	// BlindlySignStuff Sign invitation details (v1)
 	// (POST /_matrix/identity/api/v1/sign-ed25519)
 	BlindlySignStuff(ctx context.Context, request BlindlySignStuffRequestObject) (BlindlySignStuffResponseObject, error)
-	// StoreInvite Store pending invitations to a user's 3pid.
+	// StoreInvite Store pending invitations to a user's 3pid (v1)
 	// (POST /_matrix/identity/api/v1/store-invite)
 	StoreInvite(ctx context.Context, request StoreInviteRequestObject) (StoreInviteResponseObject, error)
-	// EmailRequestToken Request a token for validating an email address.
+	// EmailRequestToken Request a token for validating an email address (v1)
 	// (POST /_matrix/identity/api/v1/validate/email/requestToken)
 	EmailRequestToken(ctx context.Context, request EmailRequestTokenRequestObject) (EmailRequestTokenResponseObject, error)
-	// EmailSubmitTokenGet Validate ownership of an email address.
+	// EmailSubmitTokenGet Validate ownership of an email address (GET, v1)
 	// (GET /_matrix/identity/api/v1/validate/email/submitToken)
 	EmailSubmitTokenGet(ctx context.Context, request EmailSubmitTokenGetRequestObject) (EmailSubmitTokenGetResponseObject, error)
-	// EmailSubmitTokenPost Validate ownership of an email address.
+	// EmailSubmitTokenPost Validate ownership of an email address (POST, v1)
 	// (POST /_matrix/identity/api/v1/validate/email/submitToken)
 	EmailSubmitTokenPost(ctx context.Context, request EmailSubmitTokenPostRequestObject) (EmailSubmitTokenPostResponseObject, error)
-	// MsisdnRequestToken Request a token for validating a phone number.
+	// MsisdnRequestToken Request a token for validating a phone number (v1)
 	// (POST /_matrix/identity/api/v1/validate/msisdn/requestToken)
 	MsisdnRequestToken(ctx context.Context, request MsisdnRequestTokenRequestObject) (MsisdnRequestTokenResponseObject, error)
-	// MsisdnSubmitTokenGet Validate ownership of a phone number.
+	// MsisdnSubmitTokenGet Validate ownership of a phone number (GET, v1)
 	// (GET /_matrix/identity/api/v1/validate/msisdn/submitToken)
 	MsisdnSubmitTokenGet(ctx context.Context, request MsisdnSubmitTokenGetRequestObject) (MsisdnSubmitTokenGetResponseObject, error)
-	// MsisdnSubmitTokenPost Validate ownership of a phone number.
+	// MsisdnSubmitTokenPost Validate ownership of a phone number (POST, v1)
 	// (POST /_matrix/identity/api/v1/validate/msisdn/submitToken)
 	MsisdnSubmitTokenPost(ctx context.Context, request MsisdnSubmitTokenPostRequestObject) (MsisdnSubmitTokenPostResponseObject, error)
-	// GetPingV2 Checks that an identity service is available at this API endpoint.
+	// GetPingV2 Checks that an identity service is available at this API endpoint
 	// (GET /_matrix/identity/v2)
 	GetPingV2(ctx context.Context, request GetPingV2RequestObject) (GetPingV2ResponseObject, error)
-	// BindV2 Publish an association between a session and a Matrix user ID.
+	// BindV2 Publish an association between a session and a Matrix user ID
 	// (POST /_matrix/identity/v2/3pid/bind)
 	BindV2(ctx context.Context, request BindV2RequestObject) (BindV2ResponseObject, error)
-	// GetValidated3pidV2 Check whether ownership of a 3pid was validated.
+	// GetValidated3pidV2 Check whether ownership of a 3pid was validated
 	// (GET /_matrix/identity/v2/3pid/getValidated3pid)
 	GetValidated3pidV2(ctx context.Context, request GetValidated3pidV2RequestObject) (GetValidated3pidV2ResponseObject, error)
-	// UnbindV2 Remove an association between a session and a Matrix user ID.
+	// UnbindV2 Remove an association between a session and a Matrix user ID
 	// (POST /_matrix/identity/v2/3pid/unbind)
 	UnbindV2(ctx context.Context, request UnbindV2RequestObject) (UnbindV2ResponseObject, error)
-	// GetAccount Gets account holder information for a given token.
+	// GetAccount Gets account holder information for a given token
 	// (GET /_matrix/identity/v2/account)
 	GetAccount(ctx context.Context, request GetAccountRequestObject) (GetAccountResponseObject, error)
-	// Logout Logs out an access token, rendering it unusable.
+	// Logout Logs out an access token, rendering it unusable
 	// (POST /_matrix/identity/v2/account/logout)
 	Logout(ctx context.Context, request LogoutRequestObject) (LogoutResponseObject, error)
-	// RegisterAccount Exchange an OpenID token for an identity server access token.
+	// RegisterAccount Exchange an OpenID token for an identity server access token
 	// (POST /_matrix/identity/v2/account/register)
 	RegisterAccount(ctx context.Context, request RegisterAccountRequestObject) (RegisterAccountResponseObject, error)
-	// GetHashDetails Gets hash function information from the server.
+	// GetHashDetails Gets hash function information from the server
 	// (GET /_matrix/identity/v2/hash_details)
 	GetHashDetails(ctx context.Context, request GetHashDetailsRequestObject) (GetHashDetailsResponseObject, error)
-	// LookupV2 Look up Matrix user IDs for a set of 3PIDs.
+	// LookupV2 Look up Matrix user IDs for a set of 3PIDs
 	// (POST /_matrix/identity/v2/lookup)
 	LookupV2(ctx context.Context, request LookupV2RequestObject) (LookupV2ResponseObject, error)
-	// IsEphemeralPubKeyValidV2 Check whether a short-term public key is valid.
+	// IsEphemeralPubKeyValidV2 Check whether a short-term public key is valid
 	// (GET /_matrix/identity/v2/pubkey/ephemeral/isvalid)
 	IsEphemeralPubKeyValidV2(ctx context.Context, request IsEphemeralPubKeyValidV2RequestObject) (IsEphemeralPubKeyValidV2ResponseObject, error)
-	// IsPubKeyValidV2 Check whether a long-term public key is valid.
+	// IsPubKeyValidV2 Check whether a long-term public key is valid
 	// (GET /_matrix/identity/v2/pubkey/isvalid)
 	IsPubKeyValidV2(ctx context.Context, request IsPubKeyValidV2RequestObject) (IsPubKeyValidV2ResponseObject, error)
-	// GetPubKeyV2 Get the public key for the passed key ID.
+	// GetPubKeyV2 Get the public key for the passed key ID
 	// (GET /_matrix/identity/v2/pubkey/{keyId})
 	GetPubKeyV2(ctx context.Context, request GetPubKeyV2RequestObject) (GetPubKeyV2ResponseObject, error)
-	// BlindlySignStuffV2 Sign invitation details.
+	// BlindlySignStuffV2 Sign invitation details
 	// (POST /_matrix/identity/v2/sign-ed25519)
 	BlindlySignStuffV2(ctx context.Context, request BlindlySignStuffV2RequestObject) (BlindlySignStuffV2ResponseObject, error)
-	// StoreInviteV2 Store pending invitations to a user's 3pid.
+	// StoreInviteV2 Store pending invitations to a user's 3pid
 	// (POST /_matrix/identity/v2/store-invite)
 	StoreInviteV2(ctx context.Context, request StoreInviteV2RequestObject) (StoreInviteV2ResponseObject, error)
-	// GetTerms Gets the terms of service offered by the server.
+	// GetTerms Gets the terms of service offered by the server
 	// (GET /_matrix/identity/v2/terms)
 	GetTerms(ctx context.Context, request GetTermsRequestObject) (GetTermsResponseObject, error)
-	// AgreeToTerms Indicates acceptance of terms to the server.
+	// AgreeToTerms Indicates acceptance of terms to the server
 	// (POST /_matrix/identity/v2/terms)
 	AgreeToTerms(ctx context.Context, request AgreeToTermsRequestObject) (AgreeToTermsResponseObject, error)
-	// EmailRequestTokenV2 Request a token for validating an email address.
+	// EmailRequestTokenV2 Request a token for validating an email address
 	// (POST /_matrix/identity/v2/validate/email/requestToken)
 	EmailRequestTokenV2(ctx context.Context, request EmailRequestTokenV2RequestObject) (EmailRequestTokenV2ResponseObject, error)
-	// EmailSubmitTokenGetV2 Validate ownership of an email address.
+	// EmailSubmitTokenGetV2 Validate ownership of an email address (GET)
 	// (GET /_matrix/identity/v2/validate/email/submitToken)
 	EmailSubmitTokenGetV2(ctx context.Context, request EmailSubmitTokenGetV2RequestObject) (EmailSubmitTokenGetV2ResponseObject, error)
-	// EmailSubmitTokenPostV2 Validate ownership of an email address.
+	// EmailSubmitTokenPostV2 Validate ownership of an email address (POST)
 	// (POST /_matrix/identity/v2/validate/email/submitToken)
 	EmailSubmitTokenPostV2(ctx context.Context, request EmailSubmitTokenPostV2RequestObject) (EmailSubmitTokenPostV2ResponseObject, error)
-	// MsisdnRequestTokenV2 Request a token for validating a phone number.
+	// MsisdnRequestTokenV2 Request a token for validating a phone number
 	// (POST /_matrix/identity/v2/validate/msisdn/requestToken)
 	MsisdnRequestTokenV2(ctx context.Context, request MsisdnRequestTokenV2RequestObject) (MsisdnRequestTokenV2ResponseObject, error)
-	// MsisdnSubmitTokenGetV2 Validate ownership of a phone number.
+	// MsisdnSubmitTokenGetV2 Validate ownership of a phone number (GET)
 	// (GET /_matrix/identity/v2/validate/msisdn/submitToken)
 	MsisdnSubmitTokenGetV2(ctx context.Context, request MsisdnSubmitTokenGetV2RequestObject) (MsisdnSubmitTokenGetV2ResponseObject, error)
-	// MsisdnSubmitTokenPostV2 Validate ownership of a phone number.
+	// MsisdnSubmitTokenPostV2 Validate ownership of a phone number (POST)
 	// (POST /_matrix/identity/v2/validate/msisdn/submitToken)
 	MsisdnSubmitTokenPostV2(ctx context.Context, request MsisdnSubmitTokenPostV2RequestObject) (MsisdnSubmitTokenPostV2ResponseObject, error)
-	// GetVersions Get the versions of the specification supported by the server.
+	// GetVersions Get the versions of the specification supported by the server
 	// (GET /_matrix/identity/versions)
 	GetVersions(ctx context.Context, request GetVersionsRequestObject) (GetVersionsResponseObject, error)
 }
@@ -6318,263 +6318,279 @@ func (sh *strictHandler) GetVersions(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7L37chs39i76Ktj87SrbNS3qajvR1K4d2VIcJrbkESVPZkIfNsgGSYya6J4GWhKT8gOd5zgvdgprAWh0",
-	"s0k2Lca38J8ZRyRxXVj41gXf+qM1TKZpIphQsnX8R0sOJ2xK4Z9vqMr4/VmWJZn+TxpFXPFE0PhtlqQs",
-	"U5zJ1rHKcha0IiaHGU/1x63j1gnBnxKmf9tuBa3U+8UfLZZlwyRi+p+VHwr8CdEfB4S1x23ypn99/sv5",
-	"xT/PdTtqlrLWcUuqjItx60PQYnZ01RFM8ikVOxmjER3EzDQ7ZVLSMatp6UPQyth/c56xqHX8mxuh7eC9",
-	"+0Ey+A8bKviBZMM842rW1UuGM6PDIZPyKrlhonZ2PGJCcTUjkmW3LCP4faL0DwIimVCEShKe5GqSZPx3",
-	"qn95TF4wmrGM9PK9vcMhfBf+yULyuDsTNJWMSMXjWDcQSRL+X2y2D1/9PyFJBJlQOelHTFEey4DcTfhw",
-	"QtSE+eNIlR5I8kSvDtfjnTAasawVtASd6qmXRlUsIU35L2zW+qCXhItRMj/xV0ywjCoWkcGMyJQNd/X/",
-	"jJkgoyyZwji6d3Q8Zhk5aO+REY+ZJFzgV9vkNCEiUYRFXMHOcRXrfrt8zONjK2odu7Jdlt3yISMnbzut",
-	"oHXLMomD2G/vtfe0yCQpEzTlrePWYXuvfailk6oJbN9ufwqt7dp92qUp373d15+NmZqf2csJG95IoiZU",
-	"EVrZXj0ILgm9pTwGGaSKqAmXemSEiShNuFDtnuiJq4REXA4TvRONm6KwPHzEh+T68nXQE9C2bZcMqSAD",
-	"Rv6bs4yziFARkTstIhlTeSZ0D2yaqhlBecZh6Aa4JGnGpzTj8YzkkkVklGSE5irZsWOcQWsTRmM1IUO9",
-	"AiTNszSRTPbEYEZg4JxJQoeKi7GWaEqGMdfSrRvT+12dnt5YrSJAtjoRCI16y8X43X5LH02ZJkLiGTvY",
-	"29P/N0yEYgL2hKZpzIfw093/yASOHrun01TLyR/6pIJS03+unuIPwYpDapZeK5IZUQkeGKJ1BZNKtlvQ",
-	"wIjmsWowqGIc/ztjo9Zx6392C+27a1Tvrq93a0c4I4masIyMKI/zjAW4wlJREdEsqihf0FT5dEqz2UYE",
-	"FhpcdFB2D1Me7Q64iPQk00TWnJm3+SDmcqK7p1ImQw5rRAZM3TEm9ESY1GcWpIza2eSSZaRzCoL6Y67y",
-	"jJEhjWOtskgY7sZJcpOnYYjSqldoZPQbtPVIEj0y6Z8Bc2K8MUDj54lix9DMgA5v7mgWSaI3iSo+4LFe",
-	"qzuuJiSJI5YRo14kdsdlT9hDCQ0GMIaUZnTKFMskmdIZobFM9NE039SHU/ZEGPoCc78zSrLpzt3d3U6e",
-	"xUzoyygKQxJRRdvkp+SO3bIswN3J9ZVGdN8RSzM21Ip2/ji94CLSS9DCi45J9SKJZmvJbHGkWnia+5IN",
-	"M60WW9NE3LCZ7NOM9V9dnp1ctYLW9J7rjn9gNJPHKC7tJBu3gpaED/YPDo/08Sljg0rLVeG5mjCrSvAr",
-	"JKVSaymVwFqHoZkd3MFhCEKiV2NK718zMVaT1vHB06eg8xXLdJP/z297O9/Tnd9Pdv7d/j/9nfd/7AcH",
-	"T59++N91cAPnVDeospjq4VjBYigwenQgg3WjmetILuqnaw5H55SM/Wt1rckvBz8SpKS8EWbqNTio9GNE",
-	"g/c7ScbHXCNFLfrnCB8GWt4+PFCZaxSaMSlbx604yblkPwySgWwP8mzMMqmHySKeT1vHLTalPF4qhiJR",
-	"fTpSLGsdHz397uDo4Ol3R9/vP9vHTwZslGSsdbx/dPDdd8VHko8F1eoHhu+1p4cZHTx9uv/98V7ruHV2",
-	"zq8P/nVx+a/rn8dnz/754g1X13vTNB384z88On1NxUku//Pdr90D8e7yp7f53/bU0cHFLye72bPf3z3j",
-	"B29+vx6c/+NwePiGv+4Of8678oK/O/0H7JUG6qVRlW648nFyy1UnS1ocifmGVZggwAOm722tU1lE8rQW",
-	"eduFrmsYPyP6N7Zd3Vf7QUfKnaeofKBqW/X2dt42yAW/J4pPmVR0mhL4noeJ/VuJS8CeNyK5E/pQDxi5",
-	"pXGpUy4UG7PM9mrlZmW3+MWN9FsWyvmVLD6323HLMj6a6V2uQgBpRiQnyR3ihOrY5CTJ40gPSWW5VCwK",
-	"CB+RWZLjf69q35uCVSIo03Ujr26VWrBed1Rin5zVrtGHYDX0u6ppM0Wwohv9ELSO1tVWztJtvel3z7rd",
-	"zsV5//ziqv/u5HXn9OTq7NRZmLp7LnGTzTIbTT+hKAszpshAIySNRmKmWNQqHfwHQMq6mesui9lrZNQp",
-	"QSo3LhiTGbeWBTVhgoShmXoYIuYaMI1xFqxCGLZJTet63yOS5Aob1Q3MtUr8Rs9+fdu5hOZwt44+frfO",
-	"L3B4tm1vo84TnK4bq16uUZKLiEypGk601MPBkRwNrxJg2eimeWggySrA6I5lDDYIhva1GSoPsxIaGClj",
-	"pt5ZoQVgvMjGP7Hrqk1qNHfvJgzmldwJlskJT7VapXifgiayDddZteVeNRK15kHr+LeNQT7w4Gjrf1Y4",
-	"cKSD/z5aK/Z6JSq933GnxcL3jQH0ugFXMWjzoX8cvPfnN2/SfHj/ycGrE6Q+VRr0PX3+7ODg+eH3ewfP",
-	"Phb0VfAeyOynxHvlKc215q56LiJYSVCmDO6CAo7Mn7SPvfTfFRcuF9roxn9bP5XRMt/87b/8Ut9e/9vr",
-	"/zP4KZvfs00u/Fws90tesmlyyz6jW1IkqieMf15/KYMBRXMeyquq/5xl1iajuT4pSu8nM23AZUu4IIlA",
-	"5XyX9MQdnclj3dZ+m1z5X5NgKxb4YpJMmekCDS8tOVmiJzhhPUEICUO9Bn0ehWGAhjnV578Swvp1Bxcs",
-	"DAmGlVzoChrRnUoShn9MmZokUUDyjAcEvUgBiZhUXEBLfS4DYqT3Qxg+affEQWUKYhjnEZMGbUg9MNiz",
-	"MCzBiTD0HLMBjELbeyzT++bc2DApmHiaJbfafvZFEa6it2b7O+gCLkIwuJVa5H/uXpyXxD1ADYFRSWdP",
-	"94TFSpMsyccTi5nMwTYzhJCKICjO7qu0J4q9AoO8sn3cxWNAqic0HuFpwtbnPcbX0IGJv3x6j7H57bzL",
-	"OGipScaYgewFpLItTugt6+smfig3UQFXH75h1zNqjiK6+oX6ncs7WeOffOtPp03e5FLhHetOHoYoVeIG",
-	"hXrJ6mo+IrnUMr9cEaikJyqqE2J+MKn5/IXlTlU9Kguyi8GXV+PwYG8NiH1iAXaxobqTq1nKJDlJUyYi",
-	"fh/46MNBcqOk8LoYcZbpIaHqqAzp2dGquIAZXuDmX5sV4f/Cbe+XEj5YLxZc5xaTOeRWjPI4ntkb+uHW",
-	"wZtOt9s5f9V/e3J58qbrgc03XIL8FlfVMXGruikoabC3XVmil9p6oBdcXgUC0YcNLpgoYfgTmadpkikj",
-	"ZhKwfU0zugcu8LyWug585GImr5EOXpP6q2yIZqCFjnr1Dz9+9X+8uHzROT0981F+RyDI925Q50XfKIYf",
-	"ZgxWksYSVi7mqNAWQjkN7HuC4/g09uHluDLCDhZZDFCFinafesJuFGCMSSI1zC161RKPcIw8lvlwouHR",
-	"IE6GN1yMfbAhUS3hbhcef61s5JO/giV2nrgBQLeNsOeY3zJhzd7KAWh89vwt7Ym6s/e12X0PMsKWG4Hb",
-	"rJQvMytlm5GyzUjZZqRsM1K2GSnbjJRtRso2I2WbkbINSf3VMlIGeXzTR2thsYnyGj6vNCzRtiAxl0qr",
-	"UgR0EBGhQt6xDD6RJBHxDE1NNDnwBUCmDc5cRAEM2qh4jAB9SWaHtjjA9NiU2ZHHN7iamzE+rEdOto5/",
-	"+83hPL1DpRjE++C31lRyGYlWAMbG02fPv/se/uz/5qD8o/dzFonXXc0bM5plFCxN+IeEaBnlwjqGPdex",
-	"Ay1hiPgoDAkXZMQzqUiaSHjuB5KBXzLADL8l2TARkfsapPAoNq0bEwnD37CDwIK79xB+41npZ55R8HT/",
-	"oA6Z0fsOfvkgaE25KP7DvkXTU259qP73Are0/AKsh4aiE7R+oDEfsuMG8lT/3fdLMPk6AvVQeQoaCBPI",
-	"XAVsg6uYZx8tcQHRuF7Lncq4XhX/50sk7dCXtMMNS1p12FaLI8qGpZ3SNOViLIuUJOsk1h/Lh6PAq4uL",
-	"/uuTy1dnPvJLEjKlYuZiDdJmEBhtuVHM4DzbVJKMjXLJonYJr3EJoMqNVIMtjemmScZ6Qk0oJkwMEzHi",
-	"4zxjGvbc82k+JSKfDljmLkboAl2vXxv8WOP2X441CphRm+6q+yF5CgtaOYLYF1i4Ng/FYAyOLm+TO+LB",
-	"o4CA57P02BT3zmERCzsAiICbSsyq6ImcMhFlXDFrUpn8E2dGEng8y+7pUMUzX7sEnjKCf99DporGGIVt",
-	"jB85C9057RU0IJM5425Is4yjz93uKGcxetLKUAO3DbIoVib6LnJSkC5ji8K+i1JnXbC2Uc5sTfC3nA1r",
-	"ciaCj80o/ZgpWE9RwznUx9T9SdT55z5DUu9fzf9X7/0p64m/ExrH5hCBWUIHwIYAqkIkCkxYDeuNuSK5",
-	"GGoU8ccHvB6UUSlGIa2bs9HQ7VjJsbC/MPcXi9ZySz4gq2NFh5/df8kFmfI45gjr5Ef7MzEfG71mz44e",
-	"7uCsjuujHZ4NBlY+lvXkKYv/Pp8pVfVPPsCnqo3vwqUKAOqjfKo9sbiDYxub1spcL98Nm2EYyru1H+J4",
-	"nZOxpo7YlXv3MZ5ZBOdUwfmpBT18RETSExUJA+n6KrHoaoy4HIam+eCGzXZZOmFTltF4l0s4Xsu5VlxK",
-	"ONUCmqkdxbIpeoWHIGLWY40usDDEj/o3bBaGPTHVkjtgDigCaIUzRsJwV6okYztc3HKlrQ6bSBNoWWMc",
-	"ukXUadfIWGTXl693JB1pEU1pFLGIDKhkz44IjdMJHTBlsnRsZnBPCMYirV4q+Tbz8LEjz+wCvc0Hv7AZ",
-	"vFdpAiYrY9kxfjN/rVSC79kWAbBi7ZpisP2D71ZgsHe/5q+4+vHw++ufnvLL0e2gcyPi2/jk3S/j0/0X",
-	"8vXpm9sXo710mj4fbgCbGYnSI17i/nByV17FfxpRA7dlScIyNkzGgktDrMMlGeZZxoQWqWpQbJAkMaNi",
-	"zjWAnb5vqGvg21q9Gs1ejKf9dT/tWHmOG2mRdXVHnIjxCtXhMrLwIuwJGt/RmYQLUWsNOmUBPArgEUMH",
-	"qW6D3XOpZOW8E3vcS1nGC8779phvj/m3eMyXH7lGp/yPGzbrRB8WnvJXTFV30TpNTU4WgtCPP56vmMLz",
-	"2eRodk7tNur9wz4Nqlb0BtWIBqOExuMk42oyPS5SZ3vibsK0HWw/K9JqC18bPAWyXwhspKYnvHR/LjUS",
-	"TVL639xCHacHUqomhRqAxd3c+/DC9fDw8+1pqDVVy2Jt4LdZ3b1rq1SdpBtAB9oV3lDNn89VSWxeh03V",
-	"gSfI5mLZQBbBVf/Hi+vzcp5HqSuba+Gi9Btz9C/q5KtTbo01zXK9ps/wjjkoi+P+XT4WBKwSNBsNjefC",
-	"t6CQhxIbEy0MlUm9ROsY3rBoOyfSVg2FhMyegHTlsvmD6mTElGMKFRFGUiADHb5VE1mPuYjimR5yV+Wj",
-	"0Wbi69ZjOkqS4wHN2sNkCg4+fksVM2oBT6iBP4hlFPKwtmQyZfjvuVB6Y1+Z7xVEtlTrkyt2plEebWnU",
-	"dR2bL2gJCoiFc1SS8LoM9cJ+pb96VKbqyWghIbdwPWoxIDVSsHaqLiyo7bU8288fbK+XI5Rs/fcB/d3/",
-	"e9mxPmvzqI1HrOpaj9jo+++eo+fIyBwdDPcPDpddQBsXvfmUbTOxNfu4myRIRdyki6Z5nrYHPevAKBOD",
-	"WPSK1XsCF4juhOGPCjbZZYNs6s7DoISWmpVjfeglfH1+efby4tV559+lfMtTHolHypodv5tZbu4GhjX7",
-	"ui/eBXfhimvWU2lLrln9LQJhFzH2+oDHPBSOhnmwg7mngljnvX3qYfMYvBy3Iq9twOLkLoDswWzAVUaz",
-	"WU8U6Qm4Iquy48A1IRl8OGD4+JnDmyF7JVuOc/sWAxdJz3NgB+GAgyX9BcDgHlBTklER6XsB5AWyGQVx",
-	"flpANpYYuidqFBKb6wDmYTvQex2GEZdpTGd9bXyYB1JFA5klXeCyJyjJWESHikU2w1Cvl59AhN91709j",
-	"Rm/QuMrj2JJFyJ4wp9r75dxA9dHLIqCBkFwqNPX11Wh+SwfJLfOJglAU1NwMBYFor58s5ZrhElIXDd87",
-	"yg7kPLoJOTEI9IRMhEVN2LQEv4oBnMQywbyq4gVOsWE+6jYpyrGeHKAKzBtORE9YTmvzdm1dv30YzqNB",
-	"OFIdPHcfDwQXxch8YLJ39N2HoD4qP0qSH/SlPqC/10XjsySZ9gEW/C/AiRMuxi5zTsVRGSAkA/eZBgkf",
-	"1gozo0hU4swo8RHolwexBOgeYn14aFzENKBL3JpV6R6wEDTmdMHoh1Qkgg9pTPQ3CXwTYoJUzBohX+zg",
-	"liqa9fMsru9Ff+kRkJArCpcumd4PyfVlp9rF3tF3i/pYgatg+PgirogYAvKBF+mwHY3n85+Ei36Wx4sA",
-	"kP6c6M/tfutfNV8u9M3UNQxx1WVtPlvUJv510eJj+lFhGGRMXwrslgm11m6vDz5h6bXY6r8372KlSOHn",
-	"tb2sL2CmT//6qu/VfKO0T6W+G2zYKgKOQt7den9+I6u8NK1Ru93+YdBuQ0qO78dDUwr/hPZ68TG6VG/Y",
-	"rG894ri9rYlSqTze3fVSm5vGhlZ0/yHYVIfzIe1K1+4LXu/vF7grFlmPqwWwgAKPLYB6Qvyf1Rp0y9yi",
-	"V65gzCNZ789/HLMxHc7+XuRravhoi9RkjEaEqycrOq5N6LYZrr8tHUCwAgC9L2V9l1d0fvNrIkUZsw79",
-	"R7KI1phiKxBlW5CUtWxdT8Rc5oDxLnysgzmYn837OgO7msu+2OAu1rVqr69rZ3vWW+GM3EAa+0+XZ2dv",
-	"O6f9znn/uusns78wvCQ0xioukHNT5GHC/23KxnYVrCZUkmQ4zLPyU0Wb8GzHUiQ9Vy7FoCC4gWpYPeE/",
-	"L6xM1nutaDIEuSS55XcxTyB7omit9FbR90aATfTVOQWaW+7LHQX2zeguwOZdn7tgsd/gJSKk4v2ftmXt",
-	"q1nk6isB/3q/vbPD9T1ebz+ak4c7TVVPoIEOFZuYtiUL0on5uj7CWMQK1pYry6/LpMv/o8r4//TKD2KG",
-	"7GUUkxtwOC7NrTQj8I31hEzIHXPvbueZEudX4TxRhtT3p2TKoHQXy7RlNGIZOXnbMc8U0yy5n7lSRPCi",
-	"BziICsMQCA1veZJnBNwxaQBDNaoCsv13MzbWVm9Ws7mYQxwxk5fsni3GMcZ1cskgE1kbydiI2Vg6HCa5",
-	"UDbympl8Ur2P6CTwbAtvEWDoYATCWxRfIdgOWAQzcTfut8wCc6bX5NI/bJ+MEga9AOgk8A17xNN9qhSb",
-	"pqp1vL8uLQzkHhcxd8dTaELzmHrova23PW2KF8ZMbLUbQiXuyDZyPwh2r/oxFzfzjV+keBrb5J82Hd+b",
-	"IZcFT0AdhZzTgBmLeGYp3uDsgFbjklxfvm5upRWbt3icnVEh6oFfEBEGAm+my/qYj9DZGoZ+F6g/qH1t",
-	"NoYbATQlrsI0keDWZ0L1RCJsxjlXABMkY4I8TkBFmD8JBoRz+oNEsCcBkcMkZREEakElOs8O+VstsS3P",
-	"TMIJx0vwNuGR1l6pHllkpmW9tlKbqGZ+5iUdlWC0mlMItMQZZ9K9dtdfenvRvbLGrHslPLenmE1niQAw",
-	"/YWLYcamGGLCFKCcGQU506pC8kxfqILdmWE9hlKglGRsyrWZ+8Qk5EvDXFuTwu0j4ypzEB6Oz28ql2mn",
-	"Fpl6C5mXpONa+Eg4bska0MmzDgjfLFhOIK8uapOuhgFpIiV3RVvhORBwVe8AWu2cIwvG2ZuTzuswPCbz",
-	"Ks1lZWokY4kS7e/hd/3u2flp/+zy8uLSNuFpKgu9tKginwgK2teHjM2larHjSmi6FjyW+WDKC3Rcm5L3",
-	"rhYN1kJiY8DAi2Mfl9AMXvaaeIyhGCeSqTLdGNU4pYZtLFgBRPFeEpJHALpU0hMTesuqFRBQm7oYU+rI",
-	"QGaluhFog8ezgEBwzBGuzXdrqNLnn7p2PfQZ9EQtn6Dli0dOJEoM9WYZVMO7BeBrp1IVL7y02rbgMKhQ",
-	"ljtiHIArUMs12tEjQ4xvn8JWcqP1ASnXW16A8bqFxLwCRbwyh7JQccFXWfwGLmvkDS6oXb/2OjjB4oyM",
-	"ZnsEsgTHoVgQ6xKvm7/yjIIN7B413tXVeamK3avdiZrGZXVevWrnlPZZVcP4lSqC1uGvv86rysW/CTwO",
-	"Fge//TCxlrCeKB4jLBMxuOxA2djHUBZvO3wJL5qKW9TtZG3fes+wpAOs4esEL8F6xFJuA41fUG3lkeo2",
-	"l6y2Rim4ghvYKq8A0AgEsnqHNrzCwMlb6yDa3oGf5Q78Vh0l3iX6VsvbJ/OVlGtw2DzHBYm1a7Pmrn9T",
-	"buaua2BdBRstebEqqfHhV+gmyHVxmF+AiYz1FlY+7nLfW/a8y7PxyrUcSJJpVbLgPVez9FFszD29d11t",
-	"gqHpl7Pzfuf85cXl5dnLq8rLDRcF4GKYZJkJ7W3E9uzyMY+P8UqCXko2sXcxlMmakFezMmrLgk7uskSM",
-	"sb2gZNFD8QtHlt4TuUDuBXsQq3ySgWHpqWHbNN76hfSdX13ea2MQ0sh+R9K4TcW3SDpJBDPOz+WvUqwz",
-	"tfum6xJV60NcNirVLMTFsvkIV0+4EBdpEuHSY3LxLZiSzc91tu/S8NbcKhTRLb9Yxp8c3KrZ2gbRLXht",
-	"KMhDo1s94S/C1xnc2jTX6BvYkM8T3YLtwwdrL1pBCzanj5vTOm7tPX++t/f93t7e3v7m411zKAZ/HzQN",
-	"hG0O4LlFqIVcd8lOzHSzJE9TlkHgo9O92Dncf/ZsZx8ZPHYOiGkEkydM9H3iBJ0LEob+6oah5xpLaSYx",
-	"2RoDPFjAJ+I01thtlM3lbu4/+5RxN6ubNxB2KwtY7eM2Xz8sDj3WJij/CUE9rfO/nJCeETIT1KvIU02c",
-	"rycMlelcqI8si/TBpA06qgT6SNM4n31j7u7fNcJ80POMlMJ8ekwbDvLZc18Ry89v0nCh4v5oqpX2346O",
-	"iNbCxKlhw+d73Do6Kqtn3/huahQVPa08i1wQvbAZllmlkOozpQqhhskarWebMwNu0sNZe//ZEbSMpWKT",
-	"HLVNzGiE7xX+hs6/j7HS63+3yCw8QTYXvYB/JzcsVTBRlCFJ7jKuFBOEjikXUpHuLCoL4SK6D9mQ7KMa",
-	"eSUvmOS2aq3veSg4DS3pKB4/s6hU+gou18dGqiSJCFf2DZXJvn0kCW6VhisxG+PloHHZBjiErQl3cnp6",
-	"edbtVrkFSmKAzkNMjN542iWkXK4bSjajtpHg0nCXxpKXRpG1SquLIeNPT8+6V53zkytttl6e/Xz2EopO",
-	"YCNV02ZIobZbxGJ+y9A2JtC8MYXcGC1KSTKA2olof2sB67KVtZ65+4B49bxx92k89XTu7HwaN32p179Y",
-	"pBoNtm2oehuqdn5276HutxWnrrudG4Sql/5sG63+AqPV1XtzzVj19v77hqPUf47Hcxum3oap/etzMPNN",
-	"lm2o+s8JVZdWy/Tz/i8cwb7ahq6/0NB1I0v+9mA5pbOtYyhqXjwCiQiPIc5LlYuwOhMSI9UJibgcQvWg",
-	"xk1RF0PV0DMwJdudaWpeg2vbgBvqYK/Ae7UwgAmYo/8+zfiUZjwuGJYIzVWyY8c4g9YmjMZqgs/NSZpn",
-	"aSKZ7AkwghXXaobQIfpL9C4ZyXMUS5XptUlnXQpcLsbvDloP1JcfalDzktpo9fuCcWWVoKvMhjHk18mW",
-	"/CBpXniCdg9THu1q3Lk4x+NhtU21BP8IeRekFgOjVnSk1qYt8yRb+ofDHCVvDN90GVIuInOOPgkyXlx4",
-	"qvwQ7YEQ2TDgfhpc3JhFUyVFvaNyuSPZjM9oUT9exeON4e9GuBem/vlh77b+2Yr6Z39CIbK1Co0tKy24",
-	"rR+2rR+2rR+28fphvvIuyNocf5shyfZkzz8fMIWSALz/iIpketjG9bkJeiVrp55fXPXB5j25OivXEChi",
-	"ALD9nu2qj8GMKfTTuly0jdr41e4qLmHPY738mwFWkvSdAi7S6JvrpWXw6JdqTXZsVDcw12q9D8Bs1/5D",
-	"GKZPrq9+urisMExfC7+mDbp7NkwyrcXQa1irwSmXEopmZC6DAid4+ACP0tnlmy5sQ7fz6rwsiiybggqz",
-	"xhMECdxeYxr0RidcBKjoOGPMQl9VHQhWQn8chq/OrsgufByGTuQg3G3/+mQTpT5QRK18eUt0bjIvnbxq",
-	"bQGM4H69UaqI5OjAKCH8ja6dB5+rXjLIlP36yMrZMM+4mkGaAB4Fk3Py2/sP732j/2FW9wqDf8yU9bxF",
-	"+g8LHWmn2gyecsEgP5maOCcgUa3FyvoRYnfOez/nGSr1CKbtyrSJjzKfvpysiYbG7leQKvHpC2E7qepr",
-	"PLV/9PT5s4OD54ff7x08+1gDqkkt8j/TdipPaa41iz6DKvwMLB+fzdTW4IE4YA3zuKOl5Iz1kWgNf3Bp",
-	"vE1gppeA4AfTrXPZaKwt3tzizS3e3OLNLd78kvBmuSRnJRxbd8UsR5i5WB5UumTT5JZ9xpiSSJC5MM+E",
-	"SQbWA4rmwkt1OffGfeVFQ1mpxg+HZ1zQ/V3SE3d0JuFlwb6tHmy+Js35t5C2eAps3E2Q9pzE5lkHISQM",
-	"9Rr0eaSPqsk9I2F4kqtJkvHfYdjH5NcdXLAwJJjPSB6bhx7QiO5UkjD8Y8rUJIkCkmc8IBgECEjEpOL4",
-	"0qfPZWBr5HzQaqAnDipTEMM4t09TwlDqgZn0hXneSQv2AxgFhUo6et9cDBImBRNPs+SWyfl31IdvzfZ3",
-	"RpWcb9xKfRx+7l6cl45CYGiJ4RGIcz32hIXnkyzJxxOrKM2pNzM0r51RnN1XaU8UexVY+l5v+7iLsoNU",
-	"T2g8wpOErdvKQEWpd/+WehzzG2aeFf2dSMbIm+7Lg/2jPaRSxiO3I1M2/J/vjp4/OSbU7xqHWtN1xPSQ",
-	"bilkx8JRQtghGGacwJ2hFdyYKXK0t69VICS8VG63umI+19DpZ4tXegUY5pL8JhljxsQtjBDbor6N+7qJ",
-	"H8pNVMyRD99w4BMVX1HU5QuNepZ3siY69tafTpu80dIM+MEpDve83JUzA7Vqrxo+IrnEl4bL9Jgq58Ew",
-	"1ENmUlDIZI2Qnh6VR7ZsBv+QSk8n1iQtNlR3cjVLmSQnKRDh3wc+snJGrC1EUxSIVolRJ6ufYK8yJ2vs",
-	"x/Iv3PZ+KcHr9XKQ6kIsRWJmPLMA4+HW75tOt9s5f4V5hf5zyjfGtClu2mPiVnVTMNnYlu7tlF5qG85c",
-	"cPfWkAq4BHxThsKImQTbtaYZTADF81rqOvCBl5m8Bmp4y+uvWtYCi4ofaOv9eHH5onN6euZbMB00JP1b",
-	"2AXoNmqfDDMGK0njco75QiSKdBLW0MXHD35OE6ImFlkIU0W6dp96tl4IQqRJIjVKL2UDEkST5LHMhxON",
-	"7gZxMrwBuhqf4gbUUoFRCmUj/xJW5nniBgDdNoLO4HW3bp3KAWh89vwt7Ym6s/f1vQd+gA252H41zEYL",
-	"YyKvmJIl/yYdJLkid45BKrkTuKslVG/qsdotdHBhLk5yYvp/qMvdWIoaJNOYD1kJJS/xobvf/bHIu9Q5",
-	"NWaax9nkeOBW16KyHTTNXMD1m0AG56PS0m99k1vf5DfniQP9YunVUOrnwinUvTjFmuMrdNlunIyTXC12",
-	"x71OxpJYxhVfLAOSZlDfEy5rhdc3Bs2MNVWxhpBjj/gFgz0uN3ItwLnB4L0CLqHezgAftVjYAhebqWNN",
-	"B5bjp6wpX+OUNuFwaELj2RmLJGPR3+eH9UWZIMrVcS8ZH3EyHntPhB6oMn85v/jnOT6E+uQ60ylLrad8",
-	"zkCwEUCi7rhkxL6ysiW0UQCPTVE7bwbOX0xy4d9nIP0YaPMvCfMIi4jEW2sEaFtd/ZfT1U5vIiOmpzYz",
-	"KLlrtGYucmkJRe6hLqncYffIVQcPQlfpbyuYizX42f1wQsUY68tfpEyAOwxocqwjyDNPjcSXAAiocvOH",
-	"ebuh7Pe3lofjjaMmRgE8brKwKwczEoa7ScoEjyzxaF9Z5lEMvbwEc2cHK/z1xMnbzsLIi8m1lR7t8GAG",
-	"LkQwNL3S9CMWmdti93bfDkDLtL5Kw5AkWjrxu31sHOrehmFPgPXnvbkqiEwVZBxLMmBxIsbmctM2o1si",
-	"LnvCxSQK9/6Kd3OXZnt96P9gLzruZd++cu8mU3a1d8PETwxyitl9yjMm+1y0jg+f7e0FrfnVaB23yoXv",
-	"oDFTJLz1gtEM89ErLs9SxzUFbctiN0FSiHyq9Q2F143A/gjp3xX3kaXTZZnUJvwk8WvPOgvEUR46Wg6Q",
-	"zUIk4HWc0VjzolHuHCuEFpyGzdgu/dWtrdCO9BGgR0vvBcCbjCtj2jD2q2B3SCZpyU7czNu1bwTqdrNu",
-	"JJ5WiJIp5ZUdMZ40W+XSUrDCcatbKLJonRYzCSwpOm8IY8MQZQ1DT2s5okvCWLsqX8ArqfJJpYPh/sFh",
-	"/yKl/81ZF6flsVXUfLosI27pYbyy+hv5N6kkYWi0c7CM9LAnGM3iWek9JQYsA+caMDcAcKqCVNcXql5I",
-	"J3EiSAKTtFKQMUP07fLgzL1V8n/2xAITZJ50XE1WOyuWEUhUIy8GEGLoHh9625BTExupeuNujHkRIgUe",
-	"mJw/BIUX0TpJ3fuajYJK55emkkxprI1aFgUEyF3rr+MlI/vzTJmqXuRIDqHPUop4wEdYG12hmm6dWTXX",
-	"858TzoDbs5zMALOP4+QOpRmuaLhjyyL7Z63E/AgsIIZbR9onhvMj+uqc2hbHz8N4hOxVLeZjqSWOoAmV",
-	"k37EFOWxXO7Z9l6/j7BW/aQSqCksCh/3ao3XEyYhyE+/ovE4ybiaTCWJ2IgL6wbnkpQe3wPoN3lKQExd",
-	"40Q3z/adHrFmRxj691wYAsHGzKOVy6hhz9FLKOyPSnlTLlvq7z5tLp55SQaJmpAJy1itz/4nKienZnUf",
-	"jAbceun7R0O+VtCSE3rw9Jm+hzDLrZ+yNGWFMs+S4Y1cigO8VmuT44td8mZvQkTS5FOYchyEKhIzqmFA",
-	"GOLIEJlxxaZLn5jSLKMAmCqzqCURhM/8nKw3190r0D1c1MmlKTUP34Lo6KxItymSAwuWUA1nU5bpSwjg",
-	"LH5FAueJDc6F4W+Yc7O38/37egLqCmAozyzwF75pwEPPjYxyMaym0m/jHVsf2rcZ71go8nOXzeI7Dk/e",
-	"siBHciNJnprWlN6BclTYPl1H5khIDrAZVMaZEPQEH1miRmS0dNw7bVJU9YFyQzAHdw1iIhSThvoFb8IY",
-	"KkfU34c1IQ89wU1lWboBaa11dMNE9vz8+yhLX/58dDKi8TR+9Y938kIcJgeXP/3n5uT0Ov3153/++3rY",
-	"CloiTg6f9q+ejn7vvvr37z+fpP/Nv4vHnTz6+XZ68Q91Sn9S2U7nKLt+3tFKz6lArTXxIgtaiy6w2vQ5",
-	"tvxJFwMbSu8/yVP0VJYXnwksXTHB8iosZcKVGQpDN74wBIPN30hk6jKC4XOKOj66eAbSizEI7BZZL+IY",
-	"ihfooYkE8nb1lVK6Jz1XxtP9g2D1vekt5dJb3L82gXMIbOaEIDWRA012+cLQgLiCmcFmsE88CScJdCZ7",
-	"Ak5lGJZwJd6OTORT4KWxGw0I5v3qEi4NsMCCXp2/z97DhN0yYepWzW+xSz6b0hvQ0XqeXK1PvVNshht9",
-	"4Ens53csTWmaaj2l/73OCa9PGVmCLv2OGtOOzN8xZjpa0myLem9Kgqql2NPaPdE5lW1y4hQBavAogR2G",
-	"4+plBxWPP+AFgLFWosBz2oBQgDY2U5zNsfK1VuWyuuX4CHIO6Z6voMKIytP/OK9QrQaudRWdvX17dllC",
-	"hhhHLTCaPYw78H6AG/SUJYoqFv3f1hoWykOzIUG9PZIlr5IdJBdEJlNG7uisnsezPGMb1lWFsuHScHom",
-	"WBTQzJA8BuUJETAAaJBLaeuvlDUNpvOV1sPgup6AWiRCoedVPlnGGUpym37Jop5wHRREoVcXF/3XJ5ev",
-	"zuw0phhKoM6ZP+LjPGPweuSeT/OpF4Ao7tBqKHtrZ2ztjG8pVg/wcA7yYz6VsQcA6i+xMdJ8cMNmuyyd",
-	"sCnLaLzLJVYrWkpF695VUg2wMgUpAIZkHsir7Ht1xK5hiB/1b9gsDHvCRvzYPQW4qfzI2K5UScZ2uLjl",
-	"Sus3G3gBGgHGLWl0T7hFNM/xry9f70g6YiQXKY2gPAKV7NkR1jUcMGVwlXWY9ETjeHZHntkFepsPfmEz",
-	"YAZoxvlRGc2OIdP0V0slGJ9fRJ5RrF5T5oz9g+9WkGK8+zV/xdWPh99f//SUX45uB50bEd/GJ+9+GZ/u",
-	"v5CvT9/cvhjtpdP0+XADdBlGplaQhTvJW0wVXpYxX/mKCEom4C0Uzwr+uRXM4dhpU2AD3+bKOYOL8Xyd",
-	"NLzNT/JKHbKu5ogTMV6hOCoVjTRWgEp2A+YydYKiGor+k26D3XOpZOW0r8H63JHbQ7495N/mIV9+6Fae",
-	"8T9u2KwTfVgWcavuoGXLMQ+Gkdry4w/nK6bM6Wx0MDundhP17pV8QgoNY3StFZ6m4yICAx6XzPdCuc9M",
-	"VImPsZZ72YTxasbCs1MOSYyl5A+nBVKqJoUSgOXdHLNXQQn88NPt6ac1FctiXeC3Wd29a6tSnZwbOAe6",
-	"Fcyf+dO5ysPlddhUGXiibC6WDTzru+r/eHF9flqtHVp0dWcYlOBF30Ztq0WdfHWqrbGuWazV9PndMYdk",
-	"cZyly8eCgD2CERzjqF2Y1IuecmOdufwz45KDpwzawgGXDoVcX8g8DMOy4YOqZMTsi38JCdjuUTt8C0K7",
-	"QH/SE2H4x/SeR4H5YoDugg9Ah2X4qsMwzYAwAw0xEwGy1bwlvlkpJvpIEmcX6rUMQFiK0NUj6V0n5vhV",
-	"SP9jLqJ4phewq/LRaFOhHkuWMUqS4wHNTDKvNzkNBUBbGCCGqMqmHMpkyhbUyGrMNOETlmNOhc3iKxaw",
-	"UcpoadS1sQL8Au6ABZZUVjFnta5+LThcWenKRSehoFWNWK4fVTAE0DZj1Z/vFxBRqJUkPEL67wP6u//3",
-	"Mv3+rM2jtskUqxDwR2z0/XfPkTC/lOi67DrcuPDNU5yYia3Zx90kMXVBG3Tx+bjc7ZjLehAQGT5iGcxK",
-	"TOv6E3tH1JGrrzwstsrQshWpPw1mI0rLFayRnGvnzSJ8J7985lv/99b//XDYen1+efby4tV5RQZOeSQe",
-	"uaze39mf9kjyq4Srjd35i1DmEvTqXcxL0Kv+FgGeJDH2OoAUE2pfuQDJL7C4CWJ1sxU7G470MmmL2lED",
-	"Fid3ATy+ywZcZTSb9UQRjMPlWlWBCrx9ktm3yIZawsOjjEyZhDpT5pUQrpCe58AOwuFxezoAhztuLEoy",
-	"KiKNbkCY4BGSKANcV4gOHw5WblU21wHMw3agBSEMIy7TmM5ssn/phtAqucDalGQsokPFIvvqpJQa4AwG",
-	"l90RM3qD/oo8ji2NoXRvyLxfzg1Un80sAoJCU6w41rsQu4SYQXLLSomZhtCvOkNBgEDOJs6i7yN2acwR",
-	"VTTwK4h7STk+ZSJYEqYYipqwacmqKQZwEssESV+KV3HFhvmGrCH8jfXkABxj0DwRjprEkmquEwSrYwaE",
-	"49SB7XyQNbMIAFWe4sHTuxrW8VGS/KBx6YD+Xsc2niXJtE9jTvV3/0fbO+DJqhAL4rduqaJZP8/i1nFr",
-	"ej883t31vrUr96bszWHEqf0+4OX/BSbUhIuxa1LFkf3KfxIu+lke6xkZl4v9yPi5XiSDR5KcTdMkM0xt",
-	"b/B8yzL6TgbH5Qeb+NmqQVOxpyaHmR23+ZF/NnEMpDvlarIwS68e++EJqJCv4wGP6mr9rsd3p3uIta6g",
-	"cREThS6bPBYs73wtiyMVieBDGhP9TQLfBMZPKpo9cZwTmrpe9JceQRlHRQGIkun9kFxfdpq9NnWCtsRO",
-	"geEjR2JRywifNUu7HY3n40tsXZ/6c6I/t/utf9V8uRa/VgU7ZFmbzxa1ufiRKawMMPgX1nzG9B0IzCdr",
-	"7fb6BiMsveFTyZp3sVKk8PPaXtYXsFqNUNer+UZpn0p9N9iw1ZUJrLy79f78jpGKshy12+0fBu02EIL6",
-	"kQC0p/FP6GUrPsagzA2b9W1EzWjsiVKprOjsBpHlFV1/CDbR2XwqTKVb9wWv5/cLnIuLPD2rBa9API8t",
-	"TnxC/J/VOl+WBVSu6h23Hox6HLMxHc7+Tk6ZiDKNujVKtk/YMkYjwtWTFR3LOg5XDcz08flt6QCCFTjv",
-	"fSnXvLyi8xtfE2HOmA0FPpJFlNc8bYboPIvWXtcTMZdxZDyBHxuaCuZn877OP1XJpV/ir/JYJZBR4o1J",
-	"waIWZAwToU0DL642nNBMy10Gr8bKZM0QnlBkmkhFDp4+hd1s+va8LCxB+Sw09X15hnIRUdlA7f6fLs/O",
-	"3nZO+53z/nX3zPNyvDAEnzTGMtyQRezxdpfzyzVY3ZQD5EQYztgJlSQZQvJDqeoKVDPg0g3NPPRJ5kgi",
-	"g4I4lugp94RfKaUyd5Puq38BucE2IxhekYShnjdYmmYQhnOZSz+5t9phud6L70+CprZeyq2X8ptz6zV3",
-	"vy329MHqLH/mDuG6utVPRiMggDN89T77lXtP1RPsPmVDvB/IiMcKMrFMHQnXqkpIZAvoWaMLPhAMEvm1",
-	"FOC7rEX5PaRBeg8I8oNfnadJzIc2zSTjt3Q468Pf4AbHe9Jg27f4MXmLHwetxbjReVJ2TZs7++2DHSba",
-	"EzWNteiOMr/hJOaK/zdnJDKPFgzbNVf/3//7Ef2MMtePcRm2jlv77QO4/PWq9ZNR3+z73CydfuiaLzTr",
-	"H8ndDtp7C2f5MhHoypIkepQrHnMJu7J2B7XTO2jv4ZldmEPkbfSKqOKyIKJtxmcLgKMj2+QNTVMWoTXt",
-	"vNykc9oTj3NR8CBXH7w+wSOOYkUu8K0V+DXLf4OLnZIwNLMOQ/IYEVTgXgA+0Zdx0BOjJCOMDickpmKc",
-	"0zEjHB5E2lPOBRjDne4FeXb4/c6B+14PH0pOcSrgC/2jB1vYax0T211Pb1nxhw9aTw8SNUE3qh4Iao7r",
-	"y9fVXLgoGeZTJtSxF5GmYoYcX3YUjyT81JJQKLvws9Vv0Nw+N6ZZbqYJv8K0J7mOpgfzpTYy9JLGsa1y",
-	"aq4CldjajKzCFQgyCtvGol3Q9EiWiw4RfHZoH51cX76WbdI1DPnAX3F+cUWolLlf6NH0qTFhTwwww8lG",
-	"FNKM3fIkl/HM9QrNAia1CZxafwDJHIU6IDgYlw4OXwfvIFUlBhQPwcui7KvtBk7oS0MTBmM3LdpHJi7v",
-	"EM+wIZhz5xGmd0dlTxh2r6JKDviL3Lp0f7q4fn2KhlfkEjmogJ1EwhnBeqJ6dKT/RXjrE8dGmuxXjVea",
-	"Knu4/HiQV+/rNuGReV+Dfua64khkwIYUCZK0EsE9m9KZgZb+adcQBISSKpKIITuu1LQCFNATVaLOQa6K",
-	"KJc58gXiGNhEh3mwcKLF8CopAMODE8uAyt1oJ6101r0b38+FEsot1tnmKKee87pYUXutePT6dU/tFzg5",
-	"y/6BOtJ6O66vsDaNEWV9fO0JMk9AMCtKn+xbkEqrPuaUw18jK+ZbMqY65m6SFWXplIV/761JTWxLQe5C",
-	"sG3Xr+q1OLniJcZVitocWiHbSr1Yaq8ULlyeM6wvwPoYu3XbdVCv94Tb9blLptqyuZ+QozEAuGhXUV+Y",
-	"cDfaSh93eqsGMUNGOopnBkeDmQxUledjKKpkQu6YK6Y5X+Zwfg0KQhK/mA4gGHLytmPcTGmW3BuyzZO3",
-	"nQAyU8S4JwqcDxUBNVLIgP4kSZHm05xX4Dt3ZNM1O4t8jBEzqXQOvscxJpNbmtieo1I3u2rrGRgXmcEh",
-	"sIuYRuFpdG8NYOgQN0YqX89r53O/C1+Q7XIdw4gGdHhzR7NIQrFnqviAx3q3Ickbiyv4JKYKGJxLZklg",
-	"UuSXp+QQCjnlvp6437m7u9vRk9vJs9hkIochZH20yU/JHYPqkbBdOSTrIDNQmrGh5fUtX+Bnek0uvf34",
-	"lBUXMVcCUynmkwz6hhi4dby/brHEE5IL7vG8ztUMxN8HjkzVWFL4oVfn2wxhc3UUzZRXZzWoxJ3mRtkM",
-	"gt2rfszFzXzjFyme1Db5pyWk8KbIZVG0fEFtNThUGYt4ZkufwbECdccBFDeP+Ra7uniYnVFxCgLfcICB",
-	"AP1vWVHzEVoeYeh3gaqFWmKKMdwUWUFiAbGTjA2ZUGgjm9QwdAdIbZI8TkB7mD8JBthdf5AI9iQgcpik",
-	"LILHI8Ypb/JEyN9q69XyrGAWUgnCf63YUj2yyEzLprwBi7KZn2HdoMgsZI4nVBuGiICtUKW/9Paie2VD",
-	"4y5+UN3SkvfRGCNcDDM2xRxzfI+YM6M6Z1qJSG0UAGu4GdVjINmlJGNTLiKWPbHGgiljUmUQr+Df8hm2",
-	"R+Pzx929Yq9LnF4LS5VKV6p0dThONnwSa8ufYhJJtDke57M3J53XlTdwZT1kiHIxDr/xgJoLppFuMtUG",
-	"vZRcox/4FMjwoMz1TonKBgYdhsdkfrTOuvCIe9r29/C7fvfs/LR/dnl5cWmb8JShxX36PBjrGqV5Gxfb",
-	"xsW+MVPu0jIee29plhlOraaGm8wHU17YbbURs3e1lkqtsWbC21B31gfNNGM2ZwKdmGpiWHdKcI9qEF1T",
-	"ITpY3jXiosKtkfhMjXbCtgCq851BXoWcgO/QpxzFfIt4FhBIbTfcbGzeNLMl+GfV6pKk61lGQU/o/7cZ",
-	"1Y6J2FHRyUlyR6hlFS3be0Djo6U3o1IVT1NB2o3hElTchi5pAPDyYKY/2QGedHziJJNyCd+C83GST6nY",
-	"0faVrVZUY390C4F5xVQzWoHimg3WKAleR/sh+Qbf+xvYsLp6u3VSl6rurj32KoZqPouPM1/8qc5bdPXz",
-	"Ru3SbI9QmorXCy7Bs27yNplpQ1tHzcW7mqdBsXu1C97mkqKvYr3aq2lOyRS6RA/o8Ndfm1iH/u8c4wUJ",
-	"Q2cF+m89bCzEkvQskzNSvj6hoDPafc7OwRCMa85tZ23feu+QAx/W8nWC12T9HMttuFJL1ZHqNpesukYy",
-	"uIob2LJ3BTbUVzCLqsHAhhfZ4hjg9ib8HDfht+rK867St4lUn9Kb59nN3pP7BSwPKxx4m7gvN3PjNbDz",
-	"1wEgzeqXLXvyvsZFCuepEvxemzwC4VEVaCx7J/9JnTVYk3Yl55n73jLWM88RUK53qy1lkagGNGe2n8YM",
-	"Avh9G6YpRrCBTOqLX87O+53zlxeXl2cvrypeHucMcKzzf8J78ZIjxbsq6tiTK8O1VMWGMdnQRyxmNO4J",
-	"W5/XHkxXa86okILcuHvW7XYuzvtnv77tXLoCvOhCtr+eUEkUn26uxPHW/7P1/3xR/p/GyHWl22cquYzE",
-	"pgL2JJ0kwtYzbRau777pOnqC+qC9DbR/fNC+J1zUnjQJ2usxuZA9TMmyMjifydKI/dwqfJaAfc3WNojY",
-	"m0IZD43Y94S/CNuAvcbXb2BDPlfEHjYQk2BftIIWbE8ft6d13Np7/nxv7/u9vb29/W85hu8WoRak3yU7",
-	"MVNQSDJNWQYx2073Yudw/9mznX2kQt85IKYRYornQEZRUcWZ6/vHX90w9JyqKc0kkmxgbPoOaxBxzCYe",
-	"ZXOP2PeffaUZA2UBq+Xm8zXE4qSJWqaGPyEfQWv9LycbwQiZyUeoyFNNikJPqIynMZvPUiDLkhRg0gY/",
-	"V3IUSNMUhaIcOlk7RQF6npFSioIe04YTFOy5r4jl5zeCuVBxfzTVSvtvR0dEa2Hi1DDe4K3j1tFRWT37",
-	"7pqmZnTR08qzyAXRC5sJamAH+gARbJgXx7Uvve2Am/Rw1t5/dgQtB3CdJzlqm5jRCBPq6ytsBh+ZvxEs",
-	"diScIDG+XsC/kxuWqmXVzk1p8yYOhY9MESEvmOSRe01V+KqAbUrIO5Z5D4odNjX1b62Cy/WxkSpJIsJd",
-	"IXZDR/BIEtwqDVhiNsbLQSMzubkElZPT08uzbrdK01wSgy8vQ8WM2iaYlIa7NEVlaXKKVmnzqSn2p6dn",
-	"3avO+clV5+K8f3n289nLq7NT20jVuBlSoZuIWMzhPY7oCQLNG2PIjdGilCQDsL2tF7v1hPwFM2HKtnhz",
-	"h8gDEmHmzf9PFPyb062fJvRX6vUvlgODJv02CWabBPNXSYKp6piGOTALf7ZNgfkCU2Cqt+aaCTDbG3Cb",
-	"+7KmV3yb/LJNfilfoIOZb9ZuE2C2CTDbBJhtAszW7bN1+zTHrfXeHgONllMCgkYrgShWJigjjqizwhml",
-	"sdo7qOOPcK5cKjMMb39t/ysMSZJhPGXCpUoyIJW3/UEiR/Zr+1/tf4dhm5zdsmzmdWcrXnBpajYEJKVq",
-	"OHG/7wlLKvUQKsF3dp0eXNrWLfhvrWyvvd/e003utQ+Kf+zjPw7hL7f78N+3++0D4ARaWAzX28i626my",
-	"XrLEALQe4Y/rqnEVXCs6i6Tkay0Y+XFnAizb/z8AAP//",
+	"7L3rdts29jd8K3j0f9ZKMkPLxySNu5711IndVG18GMvOdKbKK0IiJGFMgRwCtK125YLe63hv7F3YGwBB",
+	"ijrZak7Vl9YRSRw3Nvbxt/9o9JNxmggmlGwc/tGQ/REbU/jzlKqM359kWZLpf9Io4oongsYXWZKyTHEm",
+	"G4cqy1nQiJjsZzzVjxuHjSOCnxKmv202gkbqffFHg2VZP4mY/rPyocBPiH4cENYcNslp9/rsl7Pzf57p",
+	"dtQkZY3DhlQZF8PGx6DB7OiqIxjlYyq2MkYj2ouZaXbMpKRDVtPSx6CRsf/mPGNR4/A3N0LbwQf3QdL7",
+	"D+sr+ECyfp5xNWnrJcOZ0X6fSXmV3DBROzseMaG4mhDJsluWEXyfKP1BQCQTilBJwqNcjZKM/071l4fk",
+	"NaMZy0gn39nZ78O78CcLydP2RNBUMiIVj2PdQCRJ+H+x2S68+n9CkggyonLUjZiiPJYBuRvx/oioEfPH",
+	"kSo9kOSZXh2uxztiNGJZI2gIOtZTL42qWEKa8l/YpPFRLwkXg2R64lcjZimiZRegzbJb3mfk6KKlp9zm",
+	"Qx7jaCTh6pDc0phH0BNJBoSNKY87gkZRxqRkklARkXSUCEZEPu6xTAaESpn0OXwiSY+pO8aEnuMYXjb9",
+	"55JlpHUsO+Lp/kXrmPS4iLgYymcBiZPkJk9lQNSIZ9FWSjM1IVzccmX6Y9He8+e7r4jkQ8HFsNkRHbFF",
+	"/va3272//Y08Dbe7Y+hj227y9u1e+IxwCQvdz7NMb+/RRatJThOp9LS4IoKxSDffEaREDWSQJWMS0n4/",
+	"yYXaztiQS8WykDylgpynTLSO/Rd1F3puT6RuaJSMGe7ss4AM+S0Ts8kqDGByugGkAir6jCQD3U5BIU8k",
+	"USwbSz1qiVvXNLPfnTF7mvLt211cgYilGetTxSLSm2CzKevzAe/jFlMR6f5wMUSCM/ueWOrWAzxmIsq4",
+	"sqTep3FM9B5JXMhmlYR0e7mI9YKGNOXN291DMqCxZCFs3MktyyaGLXBJKPm5fX5Gekk0IXdcjQgVJDRc",
+	"ICRPw9Puaavdbp297V4cXR6dtsOgI8LTbuvs/dG71jH+GAYkPO22T9rt1vlZ9+z8qgsPj65OjsOANJvN",
+	"ZzAR03KShSV+xFWsTxPM4nDecWkEjVuWSTxau82d5o5mhEnKBE1547Cx39xp7mueS9UImNKsrdHPhkxN",
+	"n9c3I9a/0WRLlR5tiWnpQej1uqU8Bs5KlT4wEg4yE1GacKFgha8SEnHZTzR/Wbop6giDXF++CzoC2rbt",
+	"kj4VpMfIf3OWcRbBct5pasiYyjNNRoSNUzUhyKVxGLoBLkma8THNeDzR5yQigyQjNFfJlh3jBFobMRqr",
+	"EenrFSBpnqWJZLIjehMCA+eaFfQVF0N9oCjpx1wfat2YJurq9PTG6osPiLwVNQ4bb5m64GL4frehLxyZ",
+	"JkLizbG3s6P/10+EYgL2hKZpbM7H9n9kAhcKu6fjVNPJH/r+gata/1y9mz4GC64es/T6epwQleCpIfoG",
+	"ZFLJZgMaGNA8VksMqhjH/87YoHHY+J/tQqbYNgLFti9N1I5wQhI1YhkZUB7nGQtwhaWiIqJZVBEp4P7N",
+	"x2OaTdZBsOTp7e4zfQrpUOr7XzOLtqIql40PuqtZR2h7P+XRtr5E9PTTRNacpou8F3MJHMW7otwNRYlk",
+	"UhomSGjlogIS/jFXecaA5enbgYThNl5WYYh0rNduYLg1tPVEEj0y6Z8Oc5a8MUDjZ4lih9BMj/Zv7mgW",
+	"SaK3jyre47FeReCHSRyxjBjGI7E7LjuixMcDGENKMzpmimWSjOmE0Fgm+tCaN/WxlR0Rhj4p3W8Nkmy8",
+	"dXd3t5VnMROa7UZhSCKqaJP8lNyxW5YFuG+5ZplE913cKtMH7TUXkV6CBgp2TKrXSTRZiZqLw9bAc96V",
+	"rJ9phtkYJ+KGTWSXZqz79vLk6KoRNMb3XHf8A6OZPERyaSbZsBE0JDzY3ds/0AerLAtXWq4TnQyTwVdI",
+	"SqXmXyqBtQ5DMzuQOcMQiESvxpjev2NiqEaNw73nz+E2UCzTTf4/v+1svaJbvx9t/bv5f7pbH/7YDfae",
+	"P//4v+vEa5zTHHnOkKkejiUshgSjRwc0WDeaqY7krH7a5nC0jsmQCb3DhQyx9OTnC/sSqKS8EWbqNXJ/",
+	"6WPUfu63kowPudaMNOmfobisZYnGx0ey+YYReRuHjTjJuWQ/9JKebPbybMgyqYfJIp6PG4cNEJHnkqFI",
+	"VJcOFMsahwfPv9s72Hv+3cGr3Re7+KTHBknGGoe7B3vffVc80sIu1ewHhu+1p4eJAvHhTuOwcXLGr/f+",
+	"dX75r+ufhycv/vn6lKvrnXGa9v7xHx4dv6PiKJf/+e7X9p54f/nTRf73HXWwd/7L0Xb24vf3L/je6e/X",
+	"vbN/7Pf3T/m7dv/nvC3P+fvjf8BeacW0NKrS3Vc+Tm656mhJkyMxb1iGCQTcY/pG1zyVRSRPazVNu9B1",
+	"DeMzor+x7eq+mo86Uu48ReUDVduqt7fTunAu+D1RfMykouOUwHueDujfSlyL34rciORO6EPdY6iJeZ1y",
+	"odiQZbZXSzcLu8UX19JvmSinV7J4brfjlmV8MNG7XBUOpBmRHCV3KEFUxyZHSR5Hekgqy6ViUUD4gEyS",
+	"HP+9qH1vCpaJIE3Xjby6VWrGet1RiX1yVrtGH4PFQuFVTZspCiu60Y9B42BVbuUsO40ZipCzqOjuufTV",
+	"fCsGjSjSwoQp0tMSkpZGYqZY1Cgd/EcIm3Uz110Ws9eSUaskUrlxwZjMuDUtqBETJHTKYogyV49pGWeW",
+	"Ohg2SU3ret8jkuQKG9UNTLVK/EZPfr1oXUJzuFsHD9+ts3Mcnm3b26izBKfrxqqXa5DkIiJjqvojTfVw",
+	"cCRHlawksKx10zxpIMkqgtEdyxhsEAzta1NhHqUlkKcX5+0rUmgjAZnWZ448+9gyWs2QqfeWykGSnmUu",
+	"OLIbobVz1JzvRgwWIrkTLJMjnmo+TPECBtZlG65TkMu9atHV6hONw9/WJiOCifO/OcsmhYVTOn3BF+8K",
+	"4lgoxt5vueNl5f21SfR1A64KrcsP/WH6gD+/aR3o44dPLu06QupSpaXE5y9f7O293H+1s/fioVJiRUAE",
+	"mv2UAmJ5SlOtOdmAiwhWErgvg8ujkF+mT9pDpYT3xQ3NhdbS8W9r8jJs6ZsXF+ZLARt5YSMvfAaT5/L3",
+	"bJ2Bc1WBIBfzDZ2XbJzcss9o5xSJ6gjjCtAvZTCgaMrkeVU11bPMKnk01ydJ6f1mpg24jAkXJBHIvO+S",
+	"jrijE3mo29ptkiv/NQnKZyF/FK44o8lpysqSGLyCHUEICUO9Bl0ehWFQ+J6qzrpft3DBwpCgX9b5fqER",
+	"3akkYfjHmKlREgUkz3hA0CwVkIhJxQW01OUyIIa6P4bhs2ZH7FWmIPpxHjFppBGpBwZ7FoYlcSMMPUtv",
+	"AKPQCiTL9L45SRQmBRNPs+RWK+Q+qcJVdWG2v4U25cIoj1vpnHP+cQiQg6D/zinoHWFlqVGW5MORlanM",
+	"wTczBO+NIEjO7lXaEcVegYZf2T7uXD9A1SMaD/C0YevTJuhr6MC4ej69Cdp8O22DDhpqlDFmRPpC5LIt",
+	"jugt6+omfig3URG+Pn7DtmzkHIVr/Qs1ZJd3ssbgeeFPp0lOc6nwDnYnD72hKnGDQr5keTUfkFxqmp/P",
+	"CFTSERXWCe5FmNR0ANB8K60elRXCi8GXV2N/b2cFEfzICuDFhupOriYpk+QoTZmI+H3gSydOZDdMCq+L",
+	"AWeZHhKyjsqQXhwscjSY4QVu/rVhRf4Xbnu/FH/Eam7nOjubzCHKZZDH8cTe0I/XHsrRGZ4wesol0G9x",
+	"VR0St6rrEjWNbG5XFsNIjEl7xuVVSCD6sMEFEyUMP5F5miaZMmQmQfavaUb3wAWe11LXgS+5mMlrSQev",
+	"Sf0q66OaaEVLvfr7D1/9H88vX7eOj098LaAlUAnwblBnll+rjN/PGKwkjSWsXMyRoc0U5bTg3xEcx6dl",
+	"H152VKPYwSIrA1RFRbtPHWE3CmSMUSK1mFv0qikexTHyVOb9kRaPenHSv+Fi6AsbEtkS7nbhQtDMRj77",
+	"K2hqZ4kbAHS7lOwJYW1WLa4cgKXPnr+lHVF39r42vfAxStgjlcRNGMyXGQazCYHZhMBsQmA2ITCbEJhN",
+	"CMwmBGYTArMJgdm4tL7ZEJg1RL/08vimi5rFbHXmHTyvppWhHkJijvldKPyBd4UKeccyeCJJIuIJqq2o",
+	"nmDiQqaV11wPX0/QXAfoTfqSVBStnYCasi4VJY9vcDXXo6hY657e+t+cTKh3qOTP+BD81hhLLiPRCEAx",
+	"ef7i5Xev4Gf/m73yRx+mtBevu5qET5plFLRS+EOC541yYY3MnhnaCThhiLJUGBIuyIBnUpE0kdwmypmX",
+	"jBCHb0nWT0TkXoNwIcXGdWMiYfgbdhBYQfADuPJ4VvrMUyCe7+7VSXH0voUv7wWNMRfFP2xiqJ5y42P1",
+	"3zNM3PIL0DSWJJ2g8QONeZ8dLkFP9e9+mCO/r0JQj6WnYAliqkmfRbMzzx5McQHROoCmO5VxvSr+53Mo",
+	"bd+ntP01U1p12JaLo0QOSzumacrFUBbhT9bgrB/Lx0uMV+fn3XdHl29PfCkxSciYionzW0gbjWC45Vrl",
+	"C2clp5JkbJBLFjVLsh2XIIC5kWrBTMt/4yRjHaFGFIMv+okY8GGeMS0i3fNxPjap2u5ihC7QjPu1iSrL",
+	"3/51NlVz282XQgoBpDboVrdB8hSWunI4cRSgJ9toFyN9mFx0E6HiCVkBAftpKXsWd9VJKVYgAREFjF1i",
+	"UrXSFknaRjEzUS5OGSWQDczuaV/FE5/vBB6bgr/vIR5GSx+Fho2PnJ7vXAMKGpDJlIrYp1nG0bJv95qz",
+	"GO1xZSEEtwRiNRaGG88ydZA2Y7Ocy7MCeJ1LeKnI3RoXczkm10RmBA+Na33IFKy9ack51Hvu/UnUWfk+",
+	"Q2jxX82KWG9DKvOJ7wmNY3OIQGGhPQAtAVYhEgWKsBb4jSIjuehr+eKPj3hxKMNSDENaNTJkSeNlJZLD",
+	"fmFuNhatZNx8ROzIgg4/uxWUCzLmccxR4JMPtopiVDja3l4cPN5MWh3Xg82mSwysfCzrMY5m/z4dj1W1",
+	"cj7CMqvV8sIwC6LVgyyzHTG7g0PrAdfMXC/fDZugM8u7tR9jvp2isWXNuQv37iH2XRTbqYLzUyv08AER",
+	"SUdUKAyo66uUUhfKiA8WUNO8d8Mm2ywdsTHLaLzNJRy8+bAyLmSdatLN1JZi2Ritzn0gPmsRR7NZGOKj",
+	"7g2bhGFHjDVN95gTIUGchdNHwnBbqiRjW4jZFIYukCfQVMg4dIvyqF09o8VdX77bknSgiTelUcQi0qOS",
+	"vTggNE5HtMeUiRKykckd4ZCKyvE+04JlS57YBbrIe7+wCeTTLCNmVsayZWxt/lqpBPPtZolmxdotK53t",
+	"7n23QDp7/2v+lqsf919d//ScXw5ue60bEd/GR+9/GR7vvpbvjk9vXw920nH6sr8Gqc1QlB7xHJOJo7vy",
+	"Kv7TkBqYOksUlrF+MhRcGgwhLi0+VzyZcrr1kiRmVEyZE7DTD0tyIXhbM17D84vxNL/u1JNF57iOv1y4",
+	"1+RyTGZV1hInYriAs7iAMbxBO4LGd3Qi4SbVTIWOWQA5CzxiaHPVbbB7LpWssAOHW1YKgp7BDjZcYMMF",
+	"vkUuMPfIrYUJ/HHDJq3o40wm8Jap6iZbM62JGEPh9uGn9y1TeHyXObmtY7vLenuxTyOtK3qDXEYLuYTG",
+	"wyTjajQ+LAJ/O+JuxLR+bZ8VQcGFDQ8SmewLDsaxI7xkBS61hJuk9L+5FZQcm0ipGhVcAhZ3fdnvhUnj",
+	"8cffY2Arcp7ZzMJvs7p715bnuoNgxEFgvpABNn18F4XYeR0uyy08Qjb3zhpiHK66P55fn5WjUEpd2UgQ",
+	"F0OwNtfCrE6+Ot63LKd5HNvTR3zLnKPZgQhtPhQIU4vaqgH5nZnoCkE0sdEMw1CZuFFUyiFBRytRkVaZ",
+	"KESTdgTEWpd1K+Q2A6YcjrCI0LUD4fXwVo2rP+Yiiid6yG2VDwbrcfhbQ+0gSQ57NGv2kzHYFfktVcxw",
+	"DTzARnhCSUghSnNDJmOGf0/59pc20fnGSETRtabAYmeWCgIujbquY/OCpp+AWGGQShJelwXFsFvpr16m",
+	"U/VQ1VdlZGEA262hgpXjjGFBba/l2X5+7389HSFl69979Hf/97I9f9LkUROPWNWiH7HBq+9eosHK0Bzt",
+	"9Xf39ufdT2snvel4czOxFfu4GyUIVL5MF8sGqdoe9KwDw0yMQKNXrN4AOYN0R8wCY1tU3nmDXNaKiL4Q",
+	"TTULx/rYO/r67PLkzfnbs9a/S8GixzwST5RVWn43s1zfBQ1r9nXfyzPuwrpruOXeWngNeyxvzjWs3yLg",
+	"DRJDbwyQqUQNNnvhlG8JYn0KNo/FBl54QXlFIF6PxcldAKGRWY+rjGaTjijiKXDFFoXzgeFDMnjYY5j5",
+	"zSEhyl7ZFpHcJprgIup59uwgnGBhwZVBoHDZ45RkVET63gB6MoDnzkgMgpEF4O6IGobFpjqAedgONC2E",
+	"YcRlGtNJV+suJvuraCCziBNcdgQlGYtoX7HIhkTq9fIjnvBdl3wbM3qDulkexxYpQ3aEOfXel1MD1Ucz",
+	"iwADQ3Kp0JCgr07zLe0lt8xHUUJSUFMzFFjwwI/ucs1wCbGWploE0g4EaboJOTII9ISM4wcKIfjiWTGA",
+	"o1gmGAhWpBcVG+YL7Sb+OtaTA6kDlftEdITFDjeJeas6DcJwWlqEI9XCc/dwQXGW684XXHYOvvsY1AcL",
+	"DJLkB33p9+jvdUECWZKMuyA2/C+QI0dcDF2on4qjsgCR9NwzLUR8XMn7jSRRcX8jxUfAXx4FkaB7iPXh",
+	"oXHhUIEucWsWRaHAQtCY0xmj71ORCN6nMdFvEngTXJVUTJaSjLGDW6po1s2zuL4X/dITAHtXFC5lMr7v",
+	"k+vLVrWLnYPvZvWxQO6C4WO6X+HIBMkI0vFhO5aez38SLrpZHs8SkPRzop/b/dZfLb9caNqpaxjcvfPa",
+	"fDGrTfx11uJjVFShOGRMXwrslgm10m6vLpzC0muy1b8v38VCksLntb2sTmCmT//6qu/VvFHap1LfS2zY",
+	"IvSRgt7den9+Jay8NI1Bs9n8oddsQqSQbwZEVQt/Qn2+eIwW2Rs26Vp7O25vY6RUKg+3t71Y7GU9Twu6",
+	"/xisq8Npf3qla/eC1/uHGeaMWdrlYgIsRIGnVoB6RvzPahW+eVbVK7+YUK234GnMhrQ/+b4II9Xioy0C",
+	"lDEaEa6eLei4NgLdhuT+NncAwQIB6EMpTL28otObX+OHypj1BzyRhS/IFLUBH96MWLF563okpsIWbKWq",
+	"B9qng+nZfKhTwKvB97MV8mJdq/r8qnq4p90Vxso1xN3/dHlyctE67rbOutdtP/r+tQFloTFWy4FQoCI8",
+	"FP63Lh3c1b8bUUmSfj/PynmYNg7bjqWIxa5cikGB7gO19DrCz52sTNZLxTSBi1yS3ILbmPzOjihaKyVi",
+	"+tYK0Im+OqPB0pr74+wINl92G6TqbR+3YbZZ4Q0KUEXuo1Z1bcYw4hiW9IJ6s79T0/U1X69emoOJhEBV",
+	"R6D+DoWzmFY1C8CN6fJKwijMCpaeK4tNzKSLWqTKmA/1xvRihshuFCMrcDguOK80owCLw8mE3DGXczyN",
+	"Ijm9CmeJMoDIPyVjBhXUWKYVpwHLyNFFy6RdpllyP3EVoSBDCfCZCr0RwB5veZJnBKw1aQBDNZwEchRc",
+	"fb6azcXI54iZaGqXhhnH6DXKJYP4aa1DYyNmY03tP+vXzUwUrN5HtCF4qoe3CK5Moqn85/EL2wGLYCbu",
+	"Qv6WEXBO9Jpc+oftk8HhoJEAbQi+3o/idpcqxcapahzurgqJAxHThUffYTgaxz+GRXq4ArandWHimIkt",
+	"tlKoxB3ZpawTgt2rbszFzXTj5ymexib5p00i8GbIZYGRUAev5zhgxiKeWfg7ODvA1bgk15fvllfiis2b",
+	"Pc7WoCD1wK+2CgOBHPAyP+YDtMWGod8F8g9qs+eGcCMAp8RVGCcSvAJMqI5IhI2T5wqkCMmYIE8TYBHm",
+	"J8EAjE8/SAR7FhDZT1IWgZ8XWKIz/JC/14L+8syEs3C8I28THmnuleqRRWZa1qgrtQZr5mcyA6kEndac",
+	"QoBszjgrFW0lF+ftK6vruqznqT3FUD4LgoDBNVz0MzZGDxXGH+XMMMiJZhWSZ/pCFezODOsp1BmmJGNj",
+	"rrXgZyaNQBpU35rAc19wrqIm4eH4/Jp0GXJrliY4E3VKOpyJB0rrFqgCbUCryOjrlaUTCOqLmqStxYA0",
+	"kZK7itCQxHSIhXxDr57ryelR610YHpJpluZCQrUkY0Ek7ffwXbd9cnbcPbm8PL+0TXicyopemlQRSwUJ",
+	"7esTnM2lamXHRaJpnfQMl7O3OquJ0DLvjXkhQdcGBb6vlRhrxWajA0GWtS+70AyymY1Lx0C0E8lUGY6N",
+	"almmBo0tWCCs4t0lJI9AMFNJR4zoLatWmECO69xUqQNLmZTqcqAaH08CAv41B0g33a2Bmp9O4m17EmrQ",
+	"EbV4ixZvHzGjqK2jXRa8Ie8C8O6pVEXuGgC1GAEyqEC+O+AgEGmg7G60pUeGeoBN8q0Eb+tDVC74PkMO",
+	"bBcU8xaY9cIozoINBl9lcSG40BF3uYDG/drrDAWzgz6W2yOs564polgQa1Wvm7/yFIc17B41BtrFkbGK",
+	"3avtkRrHZZZfvY6nGPtJlcN4dYA+Bo39X3+dZpWzvwk83BknovueZk1hHVFkS8wjMbgQgdnYZC4rkzsZ",
+	"FDKyipvW7WRt33rPsCQGrOG7BC/Keqmm3AYqyMDayiPVbc5ZbS3J4AquYau8AksDIMjqPbvcFUaevj25",
+	"qkO+qrljgxnWps1l+Vkuy2/V6uLdthea3j6Z4aVc7MTGXM4I8l0Zfnj1K3U9l+ISqlqw1toiiwIsH3/X",
+	"rgOlGIf5BejbWNhiYZqae29eopqnMJaLZpAk06xkRmbacqGs2JhDH3BdrQO+6peTs27r7M355eXJm6tK",
+	"kolzKXDRT7LMuBHXosi2+ZDHh3glQS8lBdu7GMpIVghQWhm1hZMnd1kihtheUDIPQJURhzrfEblA+Al7",
+	"EKvAnIEBKqqBLTWm/5k4qF9dDO6y0orWApcUV5YyCSD23rrcaiQdJYIZm+v8XBprw22ftl34bL1nzTrD",
+	"lvOssWzasdYRzrNGlnGs6TE5txpMyUYNO3V6rldtahUKp5pfv+RP9qnVbO0STjVIoRTksU61jvAX4ev0",
+	"qa0bsvUUNuTzONVg+zAL73UjaMDmdHFzGoeNnZcvd3Ze7ezs7Oyu3802Je/g98Gy/rf1iYJuEWqFs7tk",
+	"K2a6WZKnKcvA39Jqn2/t7754sbWLoCZbe8Q0giEdxuk/coTOBQlDf3XD0LO2pTSTGAKOfiWsqRRxGmsp",
+	"b5BNRZTuvviU7j7Lm9fg7SsTWG1Kns8fZns8a8Om/wRfoub5X44n0RCZ8SVW6KnGvdgRBhF2ysNI5jkY",
+	"YdJGjqr4F8my7kWbOO/u3xW8i9DzhJS8i3pMa/Yt2nNfIcvPr/xwoeLuYKyZ9t8PDojmwsSxYQOLfNg4",
+	"OCizZ19NX1Z9KnpaeBa5IHphM6x8SyHCaEwVihomlrUems8MeJkeTpq7Lw6gZazem+TIbWJGI8yi+Dva",
+	"Ex+iz9d/N0uBPEIEG72A35MbliqYKNKQJHcZV4oJQoeUC6lIexKViXAWxIlcEuCk6vAlr5nktpCwb6Mo",
+	"ACAtQiseP7OoVPoMLtfHRqokiQhXNrPLxAQ/kQS3SosrMRvi5aDlsjVAMVtl7+j4+PKk3a4CJpTIAM2M",
+	"GK699mBQCARd1YNtRm0d0KXhznVhz3Vea5ZW57rGT49P2lets6MrreBenvx88gbqfGAjVdWmT6HcXsRi",
+	"fstQiybQvFGF3BitlJJkIGonovmt+cnLm1MHGQHPH6wSP8JNPq0Afhq7P506X5/G6F/q9S/mIEelbuMh",
+	"33jIndXeSzH+ttzjdTf4Eh7yuZ9tnORfoJO8crfOcJHXXLArusg3F+U37Bz/c8ynG+/4xjvu37O9ia//",
+	"bDzkf46HvLRapp8Pf2HH+dXGY/6Feswrosssf/myxoHbvfno2bYKpajJ7wREFR6De5kq59h1Wik6yBMS",
+	"cdmHCk9LN0Wd61ZLs4Epzu+0XZMar9UNblCavVL+1eINxk+PboM042Oa8biAmyI0V8mWHeMEWhsxGqsR",
+	"5t6TNM/SRDLZEaBXK64ZEqF9NNPo/TQ06vCmKtNrktaqcMJcDN/vNR7JWT/WCOJzKtvV7wu6s1WCFjrr",
+	"PZFfJzD1Y6jZP2B7h6StqMrl7GO1vZ/yCOrOzo43eVRpWyDrHyEGhNSK0MhUHai4acskrUv/xJjz5Y3h",
+	"m64sy0VkDtcnEaxnVwwr5+I9UsI2EMOfRqxeGodUJUWhqnKdKrkc4tOsfryC12sT35cSm2Hqn19q3hSu",
+	"W1C47k+oILdShbh5NSE3hd82hd82hd/WXvjNZ94FnJ1DuDMw4x7t+ecDplAigA8PKCWnh20sp+sAoLJq",
+	"7tn5VRdU5qOrk3KRhsLXANvvqb76GEyYQjOvi4tbq4mg2l3FouwZvOe/GWAJUN+m4DyavrZfWgYPoKpW",
+	"48dGdQNTrdabEMx27T4Go/vo+uqn88sKRve18GsKobVozTDdmgy9hjUbHHMpoSpJ5qI5cIL7jzBInVye",
+	"tmEb2q23Z2VSZNkYWJjVqMDH4PYaQ7LXOuHCEUaHGWNW9FXVgWBx+6dh+PbkimzD4zB0JAdudfvrs3XU",
+	"UkEStfTlLdGZiQJ19Kq5BWCq+4ViqSKSo1WjJOGvde088blqZIOo3a8P7p3184yrCYQj4FEwsS2/ffj4",
+	"wbcEPErrrlgBjooGFtoChkxZm16kf5hpeDvWGvKYCwZh1NS4WkFI1QyuzDrBK+j8AlOWpFKPoPUujNx4",
+	"kGb15QRuLKkHfwXRGp++uLmjqq4WtXYPnr98sbf3cv/Vzt6Lh+pWy9SX/zPVqvKUplqzgmlQlUwDi1Zo",
+	"A8q1XEGczA3zuKOl+JDVhdQa8OXSeJeRQL0YCN9Nb43RhpltRNGNKLoRRTei6EYU/ZJE0XK11Iqjd/qK",
+	"eYTwmYv5rqhLNk5u2Wf0RIkEIR/zTJhQZT2gaMopVZc1YIxenmOVlWoncUhEg+7vko64oxMJuRG7tuaz",
+	"eU0a1mCl3SKZ2RipICg7iU1iCiEkDPUadHmkT7EJeCNheJSrUZLx32HYh+TXLVywMCQYbUmemlQVaER3",
+	"KkkY/jFmapREAckzHhB0HQQkYlJxzFXqchnY2kMfNYfoiL3KFEQ/zm1yTRhKPTATMzEN2Gn1gABGQaFC",
+	"kd4357mEScHE0yy5ZXI6E3z/wmx/a1CJSMet1Cfl5/b5WemUBAbPGdJYnMGyI6zkPsqSfDiyPNQwBDND",
+	"k6+N5OxepR1R7FVgcY+97ePOYQ9UPaLxAA8Ztm4rLhX1+/0L7GnMb5hJjPqeSMbIafvN3u7BDmJQ45Hb",
+	"kinr/893By+fHRLqd41Drek6YnpItxRid+EooUQiGIa5wHWied+QKXKws6u5I0TZVC6+uiJJ19DpZ/Ny",
+	"eoUtpiILRxljRvst9BPbor6ou7qJH8pNVDSVj9+wuxQZX1Es5wv1lZZ3ssanduFPp0lONTWDaOEYh0uQ",
+	"d2XigK3aq4YPSC4xV3IeH1PlkBqGfMhMCgrErOAI1KPyUKrN4B9TQevIaqvFhupOriYpk+QohQID94Ev",
+	"dDn91hb4Kep2q8Swk8VJ5Is0zRrVsvyF294vxeW9WjhTnWOmiAaNJ1bAeLxifNpqt1tnbzGY0U8IPTVa",
+	"T3HTHhK3quuSoI3a6TK79FJbJ+iMu7cGFsFF/ZvyHobMJKi1Nc1g1Cme11LXgS94mclrQQ1vef2qxV2w",
+	"AvMj1cAfzy9ft46PT3zlpoU6pn8LO7feWlWXfsZgJWlcDmyfKYkiIIbVgTHjwo+EQqmJRVaEqUq6dp86",
+	"tg4LikijRGopvRRYSFCaJE9l3h9p6a4XJ/0bANzxQXqALRUySsFs5F9CAT1L3ACg26VEZzDIW4tP5QAs",
+	"ffb8Le2IurP39WU0P1yHfJhqa2CbZnpS3jIlS1ZR2ktyRe4cPFZyJ3DDSwK/KYFrd9dJElPelSPT/2MN",
+	"9UaJ1PIzjXmflQToOZZ3990fs2xSrWOjwXmAVA4Ob3H5L9vBsqEQuH4jCAl9Ulr6jUVzY9H85ux3wF8s",
+	"dhxS/ZQThrpUWcyGLrE5/HQJFrcdJ8MkV7MNeO+SoSQWZcan1oCkGVRahetd4YWPHjijf1X0J8QVJH7p",
+	"Zg+/jlwLMIcwSJbAlYUkFMy9sYIOXIWmojjtWVyjMgN9h1Nah4liGZDT1lAkGYu+nx7WF6W0KFdxv6Su",
+	"xMlw6GUyPZKT/nJ2/s8zzNf65KzU8VDNvnycRNAqgKLuuGTEJoPZYuZIgIemvKA3A2dhJrnwrzmgfvTa",
+	"+XeHyRUjIvHWGkW6DQv/y7FwxzcRBdRjmxkUPzZcMxe5pL2YzWTgmovAIm2xe4Ttg3TWRWzd0utsxn5y",
+	"3x9RMWRSj/A8ZQLsaoAYZC1Knp5rDkJJXAEOb36YVkDKDgSrwjgIPWqcHQBpJwsFtTchYbidpEzwyGKw",
+	"dpUFYUUfzhvQm7awxmJHHF20ZrpwTKiv9LCaexOwRYLGGoZuFQcsMpfI9u2uHYAmdX3xhiFJNNHiu11s",
+	"HAoTh2FHgBrp5YEVmK4KAp4l6bE4EUNz52nl0y0Rlx3hnBuFn2BBLt+l2V5fUXi0OR73smtz9NvJmF3t",
+	"3DDxE4OQZnaf8ozJLheNw/0XOztBY3o1GoeNculBaMxUcW+8ZjTDcPiK7bTUcU3F4TLZjRDSIh9rNkQh",
+	"4xKAMCH6vGKHssjCLJOJIHejxC8O7PQVh/7o0EeANguSgIw9w8imSaPcOZZwLeAdlwP+9Fe3toQ+JuYC",
+	"ey2lK4BZGlfGtGEUYcHuEFfTYrq4mTdrUxTqdrNuJB5XiJIx5ZUdMSY5W2fUotHCcatbKDJrnWbjIBh6",
+	"qoVfQOzcMERaQx/WShbtEjHWrsoXkKRVPqm019/d2++ep/S/OWvjtDysjZqn86Lu5h7GK8u/EYqUShKG",
+	"hjsH8/AfO4LRLJ6U0jnR8xk4Q4K5AQBeFqi6vpL4TDCMI0ESmKSlgowZzHMXa2furZIhtSNmaCbT+Otq",
+	"tNi0MQ/+ourCMXIixgBg8rn1XS2jOlVv3LWBUILLwZMxpw9BYY601laX3rNWWdMZuKkkYxprFZhFAQGc",
+	"2/rreM7I/jwNp8oXOUJb6LOUojzgS1hrXaGabp22NdXzn+MXgduzHBUBs4/j5A6pGa5ouGPLJPtnrcT0",
+	"CKxADLeOtBmO0yP66qzjVo6fFuNRZK9ysZL+vbLZaETlqBsxRXks55vHvZx8PRL9YcURVCgavjisGWFH",
+	"mIAjP7yLxsMk42o0liRiAy6sLZ1LUoIEAF3AxEEBdHeNJd6ACTj2YrWRMPSvvzAELJCJB6qXUQMJpFdW",
+	"2I9KcVkuGut7H1gYWYEkvUSNyIhlrNbw/xOVo2Ozuo8WEtx66f3VkmAjaMgR3Xv+Ql9PGEXXTVmasoLH",
+	"Z0n/Rs4VD7xWa+Pyi13yZm9cUNLEa5iCJYQqEjOqpYMwxJGhwMYVG89NfKVZRkGOqsyiFkIRnvkxX6fX",
+	"7StgSVzU0WWA8VfwFnhfJ0U4TxF8WGCkaik3ZZm+m0DKxVckwLNY518Y/oYxPTtbrz7UQ3RX5IjyzAJ/",
+	"4Zf1mui5kUEu+tUo/o3TZGNx+zadJjNJvnrZVK6+d3Da5lx8eBzn+UmSG0ny1HSh9LaUXdE2yx4xMiEi",
+	"wYZtGcND0BF8YCEpEbvTYQc1SVEMCao0wcTc3YjRV0walBq8HmMouFF/SdZ4TfQE1xXa6QakF/jghons",
+	"5dmrKEvf/HxwNKDxOH77j/fyXOwne5c//efm6Pg6/fXnf/77ut8IGiJO9p93r54Pfm+//ffvPx+l/82/",
+	"i4etPPr5dnz+D3VMf1LZVusgu37Z0pzQ8UXNSvF2CxqzbrXamD02P8WMgb6l95/kKVo1y4vPBFb8GGFV",
+	"GpYy4aozhaEbXxiCcudvJCKNGcLw0VMd8l48AZJGNwZ2iwAdcQw1H/TQRALBwvqeKV2entnj+e5esPgy",
+	"9ZZy7tXu36UAjwT6dUIQRclJUnb5wtBIdgWIhA2bH3kUThLoTHYEHNUwLAmbeGUykY8BQsduNIg1HxZX",
+	"vllCQJjRq7MN2suZsFsmTLmv6S12EW9jegOMW8+Tq9VRgorNcKMPPIr9/EaoMU1Tzaf036uc8PpglDki",
+	"p9/R0ggp0xePmY6mNNui3psSoWoq9rh2R7SOZZMcOUaAHDxKYIfhuHohSUXGCaQdGBUmCjwDDxAFcGMz",
+	"xckUqmBjUQCtW44H4IhIlzODDCMqT/9hFqRaDlxrVjq5uDi5LImL6IotBDd7GLcgaYEbkSpLFFUs+r+N",
+	"FdSWx4ZgAnt7IksWKDtILohMxozc0Uk9Yml5xtYzrApmw6VBL02wlqKZIXkKzBO8ZSC1QQCnLVtT5jQY",
+	"Q1haDyPsdQSUcBEKrbTy2Tx0VJLbmE8WdYTroIBEvTo/7747unx7YqcxRrcDdYb/AR/mGYOUlXs+zsee",
+	"s6K4Q6ve8I3ysVE+viV3P4iHUyI/RmoZfQBE/VUVjzTv3bDJNktHbMwyGm9ziZWf5uLruuRPqqWuTEEM",
+	"gcHYB/Atm1SPAm0Y4qPuDZuEYUdYlyG7pyCDKt+1ti1VkrEtLm650kzPem4A64Bxi5ndEW5lDWbA9eW7",
+	"LUkHjOQipRGUkaCSvTjAGpE9poywZU0rHbG0Q7wlT+wCXeS9X9gE4AuWAyapjGbLgIH6q6USdPDPQvgo",
+	"Vm9ZeI/dve8WIHe8/zV/y9WP+6+uf3rOLwe3vdaNiG/jo/e/DI93X8t3x6e3rwc76Th92V8DpoehqQVY",
+	"6Y7yZiOll2nM58gigooReDXFkwI/bwFwOna6rLQDb3PlzMbFeL5ObOGlT3KFsVy4N+Ri7rIqT4kTMVzA",
+	"Uio1obRoAfUCe8wFAQVFPRn9k26D3XOpZIUPrABy3ZKb4785/t/m8Z976B5z+v+4YZNW9HGeP6+6txYG",
+	"yKQ7I5znw4/tW6bMuV3qyLaO7fbqfS0ZlxRq2GijK0xWh4V/B0w3mW/Ocs+Mz4oPsZZ+WRfyavZC0iyH",
+	"yMlSxInjDylVo4I9wPKuD7KsgEF+/Ln3ONeKLGc2l/DbrO7etWW27gQYERC4LuhR0+d2kanM63BZNuGR",
+	"srly1pCUeNX98fz67Lhau7Xo6s5AQ0E+4lqVtFmdfHVMb1le8yB+p0/2ljk+s105bT4UBLQb9BwZW/DM",
+	"GGM0xhsF0IXDGasfJFxofQmsRhRCjyEQMgzLahQymQGzSAYSwsRdsj68BS5lgHXpiDD8Y3zPo8C8GKBF",
+	"4iMggBn07jBMMwACQbXOOJlsnXWJmTXFRJ9I4rRMvZIBkFHhMnsivSvIHMxKCYSYiyie6AVsq3wwWJc3",
+	"yYKADJLksEczE1vsTU6LD8BHjPCGkpiNgJTJmM0oOLY0goYP346xHDaosFjApSJYS6OudUfgC7gDVhil",
+	"siqnVjqrFygXlg1zXlGoDlZDlqs7Lgwctg0w8uf7BTgtaikJj5D+vUd/938vFyOYNHnUNO7jSjmCiA1e",
+	"ffcSyweU4m7nXZRrJ75p6BYzsRX7uBslphrrEl18PmR7O+YyHwRZDVNtepMS7rx+YiTVWqj5hYfFFmKa",
+	"tyL1p8FsRGm5ghVihe28WYT5//NnvjGxb0zsjxdor88uT96cvz2r0MAxj8QTF2T8O/vTUjm/SkF2aY/B",
+	"DCmzIte23Atz5Vrvyp4j1+q3CCBDiaHXNcS3UJuOA4jHgFsniOXaliCtL9SL7S1qbPVYnNwFkCWY9bjK",
+	"aDbpiMITiAu5qFIX2A4ls7nUBjHDk1QZGTMJ9bhMOhOunZ5nzw7CSer23ICE7tDAKMmoiLTcA2QG2VKi",
+	"LPq6Kn6Y4Vi5b9lUBzAP24EmkTCMuExjOrFZCaW7QzPrQgqnJGMR7SsW2fSYUlyCUyVcaEnM6A3aOPI4",
+	"tsCN0iW7eV9ODVSf2iwCSEZTEzrWuxC7aJxecstKoaIGwrA6Q0EAMs+G8qK9JHaB1RFVNPArunsRQT5I",
+	"JOgYpmiMGrFxSd8pBnAUywRhbor0vWLDfOXXoB/HenIgNqPHPhEOccXCiK7ibKvDQoTjBOeTPUrPmSUa",
+	"VXIGIUewBoJ9kCQ/aIm1R3+vg17PkmTcpTGn+t3/0ZoQWL8qUIr41i1VNOvmWdw4bIzv+4fb295b23Jn",
+	"zE73I07t+yBJ/y9QrkZcDF2TKo7sK/9JuOhmeaxnZMw09pGxjb1Oek8kORmnSWaw6U7xfMuyXJ70DsuZ",
+	"pfhs0aCp2FGj/cyO23zkn00cA2mPuRrNDBGslwrxBFSQ6PGAR3UllVdD+NM9xJpX0LjwvUKXy2Q1lne+",
+	"FreSikTwPo2JfpPAm4BxSsVyuZhTRFPXi37pCdTAVBREVDK+75Pry9ZyabGO0OZoMDB8RIUsaj5h/rW0",
+	"27H0fHyKretTPyf6ud1v/dXyyzU7rRY0lHltvpjV5uxsWFgZKGdQ6PkZ03cgILestNurq5Kw9AYPJlu+",
+	"i4Ukhc9re1mdwGo5Ql2v5o3SPpX6XmLDFpdpsPTu1vvzm0wqzHLQbDZ/6DWbAIHqew9Q08af0P5WPEZH",
+	"zg2bdK1/znDskVKprPDsJfzUC7r+GKyjs+mQm0q37gWv5w8zzI6zbECLCa+QeJ5aOfEZ8T+rNcvMc8Jc",
+	"1Zt0PTHqacyGtD/5nhwzEWVa6tZSsk2qyxiNCFfPFnQs61BrtWCmj89vcwcQLJDzPpQC3csrOr3xNf7q",
+	"jFn34RNZ+IxNDjb4+lm08roeianIJmMjfKg7K5iezYc6y1UlkH+OJcuDv0Doi1MT6kWtkNFPhFYNPF9c",
+	"f0QzTXcZ5LGV4anBcaHIOJGK7D1/Dru5bJJ8mViC8llY1irmqdCFr+XxqfBXP12enFy0jruts+51+8Sz",
+	"f7w2kKY0xhrmEMLsIZWXg9u1sLou08iRMCi5IypJ0odQilIJGijtwKUbmskySqZgMYMCKpfoKXeEXzam",
+	"MncTa6y/gMBkG44MKSxhqOcNmqYZhEGZ5tKPLK52WC5+41uaoKmN/XJjv/zmDH5Lm98eZAOEdZufkg8u",
+	"vrp9SQYDgLYz2P0+gJdL8+oIdp+yPt4cZMBjBRFfpqaGa1UlJLJ1Bq06Bg8Eg/wCTR+YLjYrWogsESwE",
+	"JP7oDPk0iXnfBq1k/Jb2J134De52vEGN1HuBj8kFPg4asyVKZ2PZNm1u7Tb3tphojtQ41kQ9yPyGk5gr",
+	"/t+ckcjkUhjkb67+v//3Af0MMtePMSY2Dhu7zT0QC/SqdZNB1+z71Cwd52ibF5brH/Hp9po7M2f5JhFo",
+	"5JIkepIrHnMJu7JyB7XT22vu4GmeGZHkbfQCT+Q8x6Ntxkc2gKMjm+SUpimLUM929m/SOu6Ip7kogJ+r",
+	"ebjP8PAjWZFzTAEDi2f5N7jyKQlDM+swJE9RtgpcYuIzfU0HHTFIMsJof0RiKoY5HTLCIU/TnnIuQE1u",
+	"tc/Ji/1XW3vuvQ7mb45xKmAl/aMDW9hpHBLbXUdvWfHDR83Be4kaoYFVDwQ5x/Xlu2pkXZT08zET6tDz",
+	"YlMxQZgyO4onEj61gBnKLvxkcWqc2+elcaWX44RfYRCVXIHTV+6bqvzQ+KD1nlqX0hsax7ZWrLkpVGIr",
+	"XLIKGiKQMOwqi7bhIkCUYLSkYLKkTZW5vnwnm6RtigkAFMfZ+RWhUuZ+uUzTpxYmO6KHQVPWFZFm7JYn",
+	"uYwnrldoFoRZGy2q2QvA6FEomYKDcVHp8DqYFakqgbl4or8siufabuAAvzFAaDB206LNgnFBjnjEDYSe",
+	"O64wvTsqO8LglxUFhcDQ5Nal/dP59btj1NgiFxtCBWw0YucI1hHVkyX9FyFDKY4NsdlXjTmbKnv2fEeS",
+	"VxrtNuGRSQBCA3VdHSnSY32KEFCax+CejenEyKQ+M9ASCpAfVSQRfXZYKf8FQkJHVKFIe7kq3GOGIxQC",
+	"Sc/GTkzLEkeaDK+SQp54dKwaQNsb5qVP1KpX54cpH0S5xTqlHunUs3oXK2pvHa/cQB1AwAzraNmwUAfi",
+	"b8f1FZbxMaSsj689QSYTBQOt9Mm+Baq07GOKOfw1Am2+JS2sZe4mWWGWjlmscC2uiM1s621ugxNv26+P",
+	"Njto4w36a4oqJ5pf23LIWLSw5IacH6Ws78d63701B7aQ7XeEI4qpO6jasrm+EKQyAGHTLrK+T+HqtIVR",
+	"7vRO9mKGkHwUjxSOBiMkqCrPx4BxyYTcMVexdLpg5PQaFCgrflkikH/I0UXLmK/SLLk3aKNHF60AIl7E",
+	"sCMKLQFqK2pBIgNMlyRFnFNznAEH3qFt1+wsAlJGzATvOeE/jjGw3eLkdhzEvNlVW/7BmN6MmAK7iOEZ",
+	"HsP31gCGDv5oxDL2rIE+Jr7wxVu7XIcwoh7t39zRLJJQUZsq3uOx3m0IK8daFD6KqwII65JSE5hw/fmh",
+	"PoRCFLvPRu637u7utvTktvIsNrHPYQjRJE3yU3LHoA4nbFcOQUAId5RmrG+Bjcv3+4lek0tvPz5l7UqM",
+	"wcAQjengha5BRm4c7q5advKI5IJ7QLdT1Rfx+8ChyRo9DB96xdTNENZXkdJMeXG0hErcaV4qSkKwe9WN",
+	"ubiZbvw8xZPaJP+0KBveFLksKsPPqFIHhypjEc9sETk4VsDuOMjMy/uSi12dPczWoDgFga9XwEAA/7jM",
+	"qPkAFZMw9LtA1kIt2sYQboqsQOYAn0zG+kwo1LBNyBkaE6TWWJ4mwD3MT4KBaK8fJII9C4jsJymLIF3F",
+	"GPtN/An5e23lX54VcEkqQe1AM7ZUjywy07KhdAAjbeZnoEQowiWZ4wl1m8HTYGt96ZcuzttX1uXu/BLV",
+	"LS3ZLo2uwkU/Y2OMasesyZwZ1jnRTERqnQFg082ongLKMCUZG3MRseyZ1SVMeZcqhHpFPC6fYXs0Pr8/",
+	"3yubO8dkNrPoq3RFXxe7+eSSibu2kCwGp0TrA7I+OT1qvavk45X5kEEKRv/+2h11zklH2slY6/tSci39",
+	"wFNA+IOC4VslfB4YdBgekunROuXDQyNq2u/hu2775Oy4e3J5eX5pm/CYoZX79HkwyjdS88bftvG3fWOa",
+	"3qXFdvayd+YoThVtDwRH7+jM8bxV9DqZ98a8UOtq3XHvaxWZWl3OeNWhwK8vU9OM2VANNIGqkUEaKkmD",
+	"VMvYNaW4g/ldo9hUGEUSH53STthWmnWWNwjnkCOwPPrYqxjmEU8CAhH1Bo+OTWtuZhpiUolXaJK2pzgF",
+	"HaH/bwO5HSSzg9+To+SOUIukWlYHAaVIE3dGpSpyZeEwGL0mqBgdXawCiNO9iX6yBTjymHMlk3Kt5ALn",
+	"cpSPqdjS6hdguNarJ+2CYN4ytRwCQnELByvUXq/DLpF8jdAERqpYXCbfmrhL5Y1XHntVxFp+Fg/Tbvyp",
+	"Tit89fNG5rPcHiE1FUkTLq60bvI2hmpNW0fNvbwYUkKxe7UNturSPVAVBWtvrikmU/ASPaD9X39dRnn0",
+	"v3PgHCQMnZLop5hYT4pFGppHZ6R8u0LlbFQLnRqEDhzXnNvO2r713mExAFjLdwneovVzLLfhSlFVR6rb",
+	"nLPqWtDBVVzDlr0vREd9Q8MulTyNy11k5Onbk6tni2/YWW7GzXX5Oa7Lb9Uc6N23F4lUn9Ii6OneHlDA",
+	"DGyKBUbAdVyq67kWl7AVrCKlLFcEbl6i/gq3LZynin99ZcgLlKGq0si87P5PavDBer8L0d3ce/Pw3Txj",
+	"QrmWsNa2RaKWAHSz/SyNe4DvW1dPMYI1RHmf/3Jy1m2dvTm/vDx5c1WxFDmDgoPj/xOy3EvGGO+qqIOV",
+	"rgzXYjgbKGkDejEb6rkjbO1jezBdwT7DQgrU5/ZJu906P+ue/HrRunTFjdEMbb8eUUkUH6+vfPTGhrSx",
+	"IX1RNqRlxVu9DM/WYEEaSy4jsa7QAJKOEmFLxy4XGNA+bTuAhfrwAOvSf3h4QEe4+ACyTHiAHpMLDoAp",
+	"WVwJZ36ZGxswtQqfJTSgZmuXiA0wdUYeGxvQEf4ibEIDtBR+ChvyuWIDYAMxWPd1I2jA9nRxexqHjZ2X",
+	"L3d2Xu3s7OzsfsvRAm4RakX5u2QrZgpqdqYpy8A73Gqfb+3vvnixtYug8Vt7xDRCTO0hiF0qCmZzfUv5",
+	"qxuGnn02pZlEmBD0gt9hCSeOYc2DbCoNf/fFVxqbUCawWtxBn0PMDs+oxZr4EyIfNNf/cuIeDJGZyIcK",
+	"PdUEQ3SEyngas+l4CDIvHAImbaTsSjQEWTYYoqg8T1YOhoCeJ6QUDKHHtOZQCHvuK2T5+VVlLlTcHYw1",
+	"0/77wQHRXJg4Now3eOOwcXBQZs++UWdZZbvoaeFZ5ILohc0ENWIHWgpR2DA507W56nbAy/Rw0tx9cQAt",
+	"B3CdJzlym5jRCCP766uWBg+MFAlmmxuOsFCAXsDvyQ1L1bzC8qaK/DJmhwcGo5DXTPLIZX0VFi3AyxLy",
+	"jmVeSrSTTU1NYcvgcn1spEqSiHBX894AKjyRBLdKCywxG+LloCUzub5QmKPj48uTdrsKTl0igy8vFsaM",
+	"2oaylIY7NxhmbhiMZmnTQTD20+OT9lXr7OiqdX7WvTz5+eTN1cmxbaSq3PSp0E1ELOaQGCQ6gkDzRhly",
+	"Y7RSSpKBsL2pwbuxl/wFY25KB7gK4Q6PHmQveUTIzbR14BN5EKdY76fxH5Z6/YtF26DGvwm32YTb/FXC",
+	"bao8Zslom5mfbYJtvsBgm/J21YXa1FytK4babK7JTZTNipb1TZjNJsymfMv2Jr5qvAm12YTabEJtNqE2",
+	"G9PRxnS0tHBbF2iztOHICFDzQRKB75VELVaGbCMO1LSCEqYluvc0zplEoa9cijQMb39t/isMSZKh52bE",
+	"pUoyAOC3/UHISPZr81/Nf4dhk5zcsmzidWerg3Bp6lsEJKWqP3Lfd4TF0XoMuOJ7u06PLirsFvy3RrbT",
+	"3G3u6CZ3mnvFH7v4xz78crsL/77dbe6BhjKzDLG3kXV3WGW9ZAn0aDWMI9fV0vWHLenMopKvtSDng86E",
+	"d1IdVX2AEZqfZ8k/VJRdLZo9cigjwWMIEKPGc21zPwpDjWYJbUVVrgn4fss4SI2YZx5M246OvEtJmnAz",
+	"LY6U/T0BSXqKcsEiqxSS85QJKD5RKqdo0FyL+LLKAI8wgqtuiO5RvYHLgVBS/14BLCPSw0CwXNqggts9",
+	"cnTRqvQ9BWQ0PYapV6bHcpElt9gNVXYsYOhNYjkVIXnoPAJWEdBPA4KGeyAbiuXVvXFOBVBOj3PqlVXH",
+	"WbpepkfZPm0vGOTU5TM9yKlXagaJJgo9zqfGQABoniRjYzt8RqyJwlSIooUMS/YvWsfW1lKxUlQIr2ij",
+	"lvj8x9Pj/JEXASuVoh8e1rgeTKXbd2AOqenQPKijdZ5FWynN1MQUcZFF6yZ6EwrEVQcysbK1reNtSm+N",
+	"K0PyYZWnx+U/rT+IroCB7eeGTaSzj5bKicFRMpOo0o9XuLiGdLyn06NYB7PcfQiz/JPP/u7XcPZ3v7Kz",
+	"v/t5zv7ul3f2d7+Is7/7uLN/tVAk84KPjHTm9+8J+dWO3aOPgHDorHxbPai1k7L+tv7P0Jd3ji5aZMBj",
+	"JgkXMI5t8nSs9R/79bPvSZSAls0irqBXRYdvsyRPUQ4042pZRqZbvN2rqHqOVVVkqBlizQwpYsa9XXM9",
+	"lq6u6UtjuvJ8MGMiu+RpYTEvKbA+A57B+WbwmpojXTpu04ReJTp/vMdc9pNbdHnWyOwfPv7/AQAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

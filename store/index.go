@@ -809,8 +809,10 @@ type lookupIndex struct {
 }
 
 // startIndex starts loading the index (and, on PostgreSQL, listening for
-// other instances' writes). It does not wait for the load.
-func (s *Store) startIndex(ctx context.Context, dsn string) error {
+// other instances' writes). It does not wait for the load. Without load
+// the index holds nothing and runs nothing: lookups ask the database, and
+// writes only notify the other processes (WithoutLookupIndex).
+func (s *Store) startIndex(ctx context.Context, dsn string, load bool) error {
 	var id [8]byte
 	_, _ = rand.Read(id[:])
 	ix := &lookupIndex{s: s, instance: hex.EncodeToString(id[:]), dsn: dsn}
@@ -824,12 +826,15 @@ func (s *Store) startIndex(ctx context.Context, dsn string) error {
 	}
 	ix.ctx, ix.cancel = context.WithCancel(context.Background())
 	s.ix = ix
+	ix.versioned = ix.channel == ""
+	if !load {
+		return nil
+	}
 	if ix.channel != "" {
 		ix.wg.Add(1)
 		go ix.listen()
 		return nil
 	}
-	ix.versioned = true
 	ix.wmu.Lock()
 	ix.spawnLoadLocked(ix.beginLoadLocked())
 	ix.wmu.Unlock()

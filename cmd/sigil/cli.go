@@ -60,7 +60,7 @@ func commands() []command {
 		{"bindings", "list|show|delete [SUBJECT]", "list, show or delete bindings (SUBJECT: @user:server, an email address or a phone number)", cmdBindings},
 		{"invites", "list [3PID] | cancel TOKEN", "list or cancel stored third-party invites", cmdInvites},
 		{"onbind", "list | retry ID|-failed", "show the onbind delivery queue, or retry deliveries", cmdOnBind},
-		{"import-sydent", "-db FILE [-config-sydent FILE]", "import bindings, invites and the signing key of a Sydent server", cmdImportSydent},
+		{"import-sydent", "-sydent-config FILE [-sydent-db FILE] [-replace-key]", "import bindings, invites and the signing key of a Sydent server", cmdImportSydent},
 	}
 }
 
@@ -135,6 +135,11 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 			return exitUsage
 		}
 		c.log = slog.New(flushOnWarn{c.log.Handler(), lb})
+		if cmd.name != "check" { // check prints them among its results
+			for _, w := range cfg.Warnings() {
+				c.log.Warn("config: " + w)
+			}
+		}
 	}
 	ctx, stop := onSignals(c.log)
 	defer stop()

@@ -86,7 +86,14 @@ func cmdCheck(c *cli, fs *flag.FlagSet) func(context.Context, []string) error {
 			}
 			fmt.Fprintf(c.out, "ok   %-12s %s\n", what, ok)
 		}
-		report("config", fmt.Sprintf("valid; server_name %s, public_base_url %s", cfg.ServerName, cfg.PublicBaseURL), nil)
+		derived := ""
+		if cfg.derivedBaseURL {
+			derived = " (not set: derived from server_name and listen)"
+		}
+		report("config", fmt.Sprintf("valid; server_name %s, public_base_url %s%s", cfg.ServerName, cfg.PublicBaseURL, derived), nil)
+		for _, w := range cfg.Warnings() {
+			fmt.Fprintf(c.out, "WARN %-12s %s\n", "config", w)
+		}
 		dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 		defer cancel()
 		switch err := store.Ping(dctx, cfg.Database); {
@@ -188,7 +195,7 @@ func cmdSendTestEmail(c *cli, fs *flag.FlagSet) func(context.Context, []string) 
 // withService runs f with the identity operations over the configured
 // database (no HTTP, no onbind worker).
 func withService(ctx context.Context, c *cli, f func(*app) error) error {
-	a, err := openApp(ctx, c.cfg, c.log)
+	a, err := openApp(ctx, c.cfg, c.log, false)
 	if err != nil {
 		return err
 	}

@@ -64,7 +64,7 @@ func (s *testSetup) app() *app {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	a, err := openApp(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	a, err := openApp(context.Background(), cfg, slog.New(slog.DiscardHandler), false)
 	if err != nil {
 		s.t.Fatal(err)
 	}

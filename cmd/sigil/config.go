@@ -27,7 +27,7 @@ type Config struct {
 	// that exact host[:port].
 	ServerName string `yaml:"server_name"`
 	// PublicBaseURL is how clients reach the server; used in emailed links
-	// and in the key_validity_url of invites.
+	// and in the key_validity_url of invites. Empty: derived (derivePublicBaseURL).
 	PublicBaseURL string `yaml:"public_base_url"`
 	// Listen is the address the HTTP server binds.
 	Listen string `yaml:"listen"`
@@ -52,6 +52,13 @@ type Config struct {
 	// ShutdownTimeout is how long requests in flight may take to finish
 	// after SIGTERM; what is left then (a slow upload) is cut.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+
+	// warnings are what LoadConfig found suspicious but not wrong (an
+	// inconsistent public_base_url, a SIGIL_* variable of another tool),
+	// logged at start-up and printed by `sigil check`.
+	warnings []string
+	// derivedBaseURL is set when public_base_url was derived, not given.
+	derivedBaseURL bool
 
 	Sessions   SessionConfig    `yaml:"sessions"`
 	SMTP       SMTPConfig       `yaml:"smtp"`
@@ -183,7 +190,7 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 func Defaults() Config {
 	return Config{
 		ServerName:      "localhost:8090",
-		PublicBaseURL:   "http://localhost:8090",
+		PublicBaseURL:   "", // derived from server_name and listen
 		Listen:          "127.0.0.1:8090",
 		Database:        "data/sigil.db",
 		SigningKey:      "data/signing.key",
@@ -220,7 +227,88 @@ func LoadConfig(path string, environ []string) (Config, error) {
 	if err := applyEnv(&cfg, environ); err != nil {
 		return cfg, err
 	}
-	return cfg, cfg.Validate()
+	cfg.derivePublicBaseURL()
+	if err := cfg.Validate(); err != nil {
+		return cfg, err
+	}
+	cfg.warnings = append(cfg.warnings, cfg.baseURLWarnings()...)
+	return cfg, nil
+}
+
+// Warnings are the configuration's doubtful points, for the log at start
+// and for `sigil check`.
+func (c Config) Warnings() []string { return c.warnings }
+
+// derivePublicBaseURL fills in an unset public_base_url. For a local
+// server_name (localhost, a loopback address) it is http:// on the port
+// Sigil listens on: a try on one machine, where changing listen alone must
+// move the mail links with it. For any other server_name it is
+// https://server_name: server_name is the id_server clients and
+// homeservers use, and they reach an identity server over https (TLS in
+// front of Sigil), whatever the port Sigil itself listens on.
+func (c *Config) derivePublicBaseURL() {
+	if c.PublicBaseURL != "" {
+		return
+	}
+	c.derivedBaseURL = true
+	host, _, err := net.SplitHostPort(c.ServerName)
+	if err != nil {
+		host = strings.Trim(c.ServerName, "[]")
+	}
+	if !isLoopbackHost(host) {
+		c.PublicBaseURL = "https://" + c.ServerName
+		return
+	}
+	_, port, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		c.PublicBaseURL = "http://" + c.ServerName
+		return
+	}
+	c.PublicBaseURL = "http://" + net.JoinHostPort(host, port)
+}
+
+// baseURLWarnings names a public_base_url that mail links would follow to
+// the wrong place: a loopback URL on another port than the loopback one
+// Sigil listens on, a loopback URL for a public server_name, or another
+// host than server_name's.
+func (c Config) baseURLWarnings() []string {
+	u, err := url.Parse(c.PublicBaseURL)
+	if err != nil || c.derivedBaseURL {
+		return nil
+	}
+	var out []string
+	nameHost, _, err := net.SplitHostPort(c.ServerName)
+	if err != nil {
+		nameHost = strings.Trim(c.ServerName, "[]")
+	}
+	listenHost, listenPort, _ := net.SplitHostPort(c.Listen)
+	urlPort := u.Port()
+	if urlPort == "" {
+		urlPort = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+	}
+	switch {
+	case isLoopbackHost(u.Hostname()) && (isLoopbackHost(listenHost) || listenHost == "" || net.ParseIP(listenHost).IsUnspecified()) &&
+		urlPort != listenPort:
+		out = append(out, fmt.Sprintf("public_base_url %s is port %s of this machine, but Sigil listens on %s: "+
+			"the links in validation mails will not reach it (unset public_base_url to derive it from listen, or correct it)",
+			c.PublicBaseURL, urlPort, c.Listen))
+	case isLoopbackHost(u.Hostname()) && !isLoopbackHost(nameHost):
+		out = append(out, fmt.Sprintf("public_base_url %s is a loopback address, but server_name %s is public: "+
+			"the links in validation mails only work on this machine (unset public_base_url for https://%s)",
+			c.PublicBaseURL, c.ServerName, c.ServerName))
+	case !isLoopbackHost(u.Hostname()) && !isLoopbackHost(nameHost) && !strings.EqualFold(u.Hostname(), nameHost):
+		out = append(out, fmt.Sprintf("public_base_url %s is not on server_name's host %s: mail links and "+
+			"key_validity_url point at another host than the one homeservers know this server as", c.PublicBaseURL, nameHost))
+	}
+	return out
+}
+
+func isLoopbackHost(h string) bool {
+	if strings.EqualFold(h, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(strings.Trim(h, "[]"))
+	return ip != nil && ip.IsLoopback()
 }
 
 // decodeYAML decodes data over cfg. Unknown keys are errors naming their
@@ -382,19 +470,34 @@ func notSetting(name string) bool {
 	return name == "SIGIL_CONFIG" || strings.HasPrefix(name, "SIGIL_TEST_") || strings.HasPrefix(name, "SIGIL_LOAD_")
 }
 
+// ignoreEnv is the variable listing other tools' SIGIL_* variables that
+// Sigil must leave alone (comma- or space-separated names).
+const ignoreEnv = "SIGIL_IGNORE"
+
 // applyEnv sets every setting named by a SIGIL_* variable. A SIGIL_*
-// variable that names no setting is an error: a misspelt one would
-// otherwise be silently ignored.
+// variable that names no setting but looks like one (a setting's name at
+// most 3 edits away, or a section's prefix: SIGIL_SMTP_HOTS) is an error:
+// a misspelt setting would otherwise be silently ignored. Any other
+// (another tool's SIGIL_SRC) is ignored with a warning, and the names
+// listed in SIGIL_IGNORE are ignored silently, even close ones.
 func applyEnv(cfg *Config, environ []string) error {
 	byEnv := map[string]setting{}
+	sections := map[string]bool{}
 	for _, s := range Settings() {
 		byEnv[s.Env] = s
+		if sec, _, ok := strings.Cut(s.Path, "."); ok {
+			sections["SIGIL_"+strings.ToUpper(sec)+"_"] = true
+		}
+	}
+	ignored := map[string]bool{}
+	for _, n := range strings.FieldsFunc(lookup(environ, ignoreEnv), func(r rune) bool { return r == ',' || r == ' ' }) {
+		ignored[n] = true
 	}
 	var errs []string
 	v := reflect.ValueOf(cfg).Elem()
 	for _, kv := range environ {
 		name, value, _ := strings.Cut(kv, "=")
-		if !strings.HasPrefix(name, "SIGIL_") || notSetting(name) {
+		if !strings.HasPrefix(name, "SIGIL_") || notSetting(name) || name == ignoreEnv || ignored[name] {
 			continue
 		}
 		if alias, ok := envAliases[name]; ok {
@@ -402,7 +505,17 @@ func applyEnv(cfg *Config, environ []string) error {
 		}
 		s, ok := byEnv[name]
 		if !ok {
-			errs = append(errs, fmt.Sprintf("%s names no setting%s", name, suggest(name, byEnv)))
+			hint := suggest(name, byEnv)
+			underSection := false
+			for p := range sections {
+				underSection = underSection || strings.HasPrefix(name, p)
+			}
+			if hint == "" && !underSection {
+				cfg.warnings = append(cfg.warnings, fmt.Sprintf("%s names no setting and is ignored "+
+					"(another tool's? list it in %s to silence this)", name, ignoreEnv))
+				continue
+			}
+			errs = append(errs, fmt.Sprintf("%s names no setting%s (another tool's? list it in %s)", name, hint, ignoreEnv))
 			continue
 		}
 		if err := setFromEnv(v.FieldByIndex(s.index), value); err != nil {

@@ -215,7 +215,7 @@ func TestExampleNamesRealVariables(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	known := map[string]bool{}
+	known := map[string]bool{ignoreEnv: true}
 	for _, s := range Settings() {
 		known[s.Env] = true
 	}
@@ -237,5 +237,86 @@ func TestTuneGCBoundsTheHeap(t *testing.T) {
 	tuneGC(func(k string) (string, bool) { return "1GiB", k == "GOMEMLIMIT" })
 	if got := debug.SetMemoryLimit(-1); got != math.MaxInt64 {
 		t.Errorf("memory limit %d with GOMEMLIMIT set, want it left alone", got)
+	}
+}
+
+// Another tool's SIGIL_* variable does not stop Sigil: one that looks like
+// no setting is ignored with a warning, one listed in SIGIL_IGNORE
+// silently; a misspelt setting is still refused.
+func TestOtherToolsVariablesDoNotStopSigil(t *testing.T) {
+	tests := []struct {
+		name     string
+		env      map[string]string
+		err      string // "" for a start
+		warnings []string
+	}{
+		{"another tool's variable: warned", map[string]string{"SIGIL_SRC": "/src"}, "", []string{"SIGIL_SRC names no setting and is ignored"}},
+		{"listed in SIGIL_IGNORE: silent", map[string]string{"SIGIL_SRC": "/src", "SIGIL_IGNORE": "SIGIL_OTHER, SIGIL_SRC"}, "", nil},
+		{"close to a setting: refused", map[string]string{"SIGIL_LISTN": "x"}, "SIGIL_LISTN names no setting (did you mean SIGIL_LISTEN", nil},
+		{"under a section: refused", map[string]string{"SIGIL_SMTP_HOSTNAME_X": "x"}, "SIGIL_SMTP_HOSTNAME_X names no setting", nil},
+		{"close, but listed in SIGIL_IGNORE", map[string]string{"SIGIL_LISTN": "x", "SIGIL_IGNORE": "SIGIL_LISTN"}, "", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := LoadConfig("", envMap(tt.env))
+			switch {
+			case tt.err == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)):
+				t.Fatalf("error %v, want one mentioning %q", err, tt.err)
+			case tt.err != "":
+				return
+			}
+			got := strings.Join(cfg.Warnings(), "\n")
+			if len(tt.warnings) == 0 && got != "" {
+				t.Errorf("warnings %q, want none", got)
+			}
+			for _, w := range tt.warnings {
+				if !strings.Contains(got, w) {
+					t.Errorf("warnings %q, want one mentioning %q", got, w)
+				}
+			}
+		})
+	}
+}
+
+// public_base_url follows listen and server_name unless it is set, and a
+// set one that mail links could not follow is warned about.
+func TestPublicBaseURLFollowsListenAndServerName(t *testing.T) {
+	tests := []struct {
+		name, yaml string
+		want       string
+		warning    string // "" for none
+	}{
+		{"defaults", "", "http://localhost:8090", ""},
+		{"listen changed", "listen: 127.0.0.1:9000\n", "http://localhost:9000", ""},
+		{"listen on every address", "listen: 0.0.0.0:9000\n", "http://localhost:9000", ""},
+		{"loopback server_name", "server_name: 127.0.0.1:8091\nlisten: 127.0.0.1:8092\n", "http://127.0.0.1:8092", ""},
+		{"public server_name behind a proxy", "server_name: id.example.org\nlisten: 127.0.0.1:8090\n", "https://id.example.org", ""},
+		{"public server_name with a port", "server_name: id.example.org:8443\nlisten: 0.0.0.0:8443\n", "https://id.example.org:8443", ""},
+		{"set and consistent", "server_name: id.example.org\npublic_base_url: https://id.example.org/\n", "https://id.example.org/", ""},
+		{"set on the old port", "listen: 127.0.0.1:9000\npublic_base_url: http://localhost:8090\n", "http://localhost:8090",
+			"Sigil listens on 127.0.0.1:9000"},
+		{"loopback for a public name", "server_name: id.example.org\npublic_base_url: http://localhost:8090\n", "http://localhost:8090",
+			"only work on this machine"},
+		{"another host", "server_name: id.example.org\npublic_base_url: https://other.example.net\n", "https://other.example.net",
+			"not on server_name's host"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "c.yaml")
+			os.WriteFile(path, []byte(tt.yaml), 0o600)
+			cfg, err := LoadConfig(path, noEnv)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.PublicBaseURL != tt.want {
+				t.Errorf("public_base_url %q, want %q", cfg.PublicBaseURL, tt.want)
+			}
+			got := strings.Join(cfg.Warnings(), "\n")
+			if (tt.warning == "") != (got == "") || !strings.Contains(got, tt.warning) {
+				t.Errorf("warnings %q, want %q", got, tt.warning)
+			}
+		})
 	}
 }

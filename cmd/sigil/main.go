@@ -52,9 +52,15 @@ type app struct {
 func (a *app) Close() { _ = a.store.Close() }
 
 // openApp wires everything but the HTTP stack: the store, the key, mail,
-// SMS, homeservers and the identity operations.
-func openApp(ctx context.Context, cfg Config, log *slog.Logger) (*app, error) {
-	st, err := store.Open(ctx, cfg.Database, store.WithLogger(log))
+// SMS, homeservers and the identity operations. Only the server loads the
+// lookup index (withIndex); a command answers from the database instead
+// of reading every binding first.
+func openApp(ctx context.Context, cfg Config, log *slog.Logger, withIndex bool) (*app, error) {
+	opts := []store.Option{store.WithLogger(log)}
+	if !withIndex {
+		opts = append(opts, store.WithoutLookupIndex())
+	}
+	st, err := store.Open(ctx, cfg.Database, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
@@ -165,7 +171,7 @@ func build(ctx context.Context, cfg Config, log *slog.Logger) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
-	a, err := openApp(ctx, cfg, log)
+	a, err := openApp(ctx, cfg, log, true)
 	if err != nil {
 		return nil, err
 	}
@@ -182,8 +188,6 @@ func build(ctx context.Context, cfg Config, log *slog.Logger) (*app, error) {
 		a.Close()
 		return nil, err
 	}
-	log.Info("sigil ready", "server_name", cfg.ServerName, "database", a.store.Dialect(),
-		"key", a.key.ID, "public_key", a.key.PublicBase64(), "mail", mailMode(cfg))
 	return a, nil
 }
 
@@ -266,15 +270,26 @@ func cmdServe(c *cli, fs *flag.FlagSet) func(context.Context, []string) error {
 }
 
 func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
+	// The port first: a busy one is refused before anything else runs,
+	// and "sigil ready" below is never logged for a server that cannot
+	// serve.
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s (listen): %w", cfg.Listen, err)
+	}
+	if cfg.derivedBaseURL {
+		// Derived from the port actually bound (listen: 127.0.0.1:0).
+		bound := cfg
+		bound.Listen, bound.PublicBaseURL = ln.Addr().String(), ""
+		bound.derivePublicBaseURL()
+		cfg.PublicBaseURL = bound.PublicBaseURL
+	}
 	a, err := build(ctx, cfg, log)
 	if err != nil {
+		_ = ln.Close()
 		return err
 	}
 	defer a.Close()
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
 	hs := &http.Server{
 		Handler:           a.http,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -314,6 +329,8 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	defer func() { stopWorker(); <-purgeDone }()
 	defer func() { stopWorker(); cutCalls(errors.New("sigil is stopping")); <-workerDone }()
 	log.Info("listening", "addr", ln.Addr().String(), "public_base_url", cfg.PublicBaseURL)
+	log.Info("sigil ready", "addr", ln.Addr().String(), "server_name", cfg.ServerName, "database", a.store.Dialect(),
+		"key", a.key.ID, "public_key", a.key.PublicBase64(), "mail", mailMode(cfg))
 	select {
 	case err := <-errc:
 		return err
@@ -378,7 +395,7 @@ func cmdRotatePepper(c *cli, fs *flag.FlagSet) func(context.Context, []string) e
 			// refuse to start, at the next start.
 			return usagef("lookup.pepper is set in the configuration: change it there instead (or remove it, then rotate)")
 		}
-		a, err := openApp(ctx, c.cfg, c.log)
+		a, err := openApp(ctx, c.cfg, c.log, false)
 		if err != nil {
 			return err
 		}

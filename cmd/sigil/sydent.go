@@ -231,7 +231,7 @@ func cmdImportSydent(c *cli, fs *flag.FlagSet) func(context.Context, []string) e
 			return err
 		}
 		fmt.Fprintf(c.out, "signing key %s (public %s): %s\n", sc.Key.ID, sc.Key.PublicBase64(), how)
-		a, err := openApp(ctx, c.cfg, c.log)
+		a, err := openApp(ctx, c.cfg, c.log, false)
 		if err != nil {
 			return err
 		}

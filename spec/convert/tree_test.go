@@ -601,7 +601,7 @@ func TestTreeDuplicateOperations(t *testing.T) {
 	// The project's files declared to take precedence win.
 	conflict[ConfigFile] = "prefer: [\"*.yaml\"]\n"
 	out = mustRegenerate(t, conflict)
-	if op := out.res.Doc.Paths.Value("/_matrix/identity/v2/ping").Get; op.Summary != "Ours." || op.OperationID != "ping" {
+	if op := out.res.Doc.Paths.Value("/_matrix/identity/v2/ping").Get; op.Summary != "Ours" || op.OperationID != "ping" {
 		t.Errorf("kept %q %q", op.OperationID, op.Summary)
 	}
 	// Two operations under one operationId are an error naming both.
