@@ -7,7 +7,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/sigil-matrix/sigil/handlers/signing"
+	"github.com/sigil-matrix/sigil/cmd/sigil-conformance/internal/mxjson"
 )
 
 // api is one version of the identity API.
@@ -116,7 +116,7 @@ func (r *Runner) hashVectors(ctx context.Context) {
 		}
 		for _, v := range vectors {
 			f := strings.Fields(v.in)
-			if got := signing.LookupHash(f[0], f[1], f[2]); got != v.want {
+			if got := mxjson.LookupHash(f[0], f[1], f[2]); got != v.want {
 				t.Errorf("%q hashes to %s, want %s", v.in, got, v.want)
 			}
 		}

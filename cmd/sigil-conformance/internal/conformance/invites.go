@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sigil-matrix/sigil/handlers/signing"
+	"github.com/sigil-matrix/sigil/cmd/sigil-conformance/internal/mxjson"
 )
 
 func (f *flow) invites(ctx context.Context) {
@@ -114,7 +114,7 @@ func (f *flow) invites(ctx context.Context) {
 
 func (f *flow) isLongTerm(pk string) bool {
 	for _, k := range f.r.keys {
-		if signing.EncodeBase64(k) == pk {
+		if mxjson.EncodeBase64(k) == pk {
 			return true
 		}
 	}
@@ -144,7 +144,7 @@ func (f *flow) signInvite(t *T, mxid, sender string) {
 		for id := range em {
 			keys[id] = pub
 		}
-		if err := signing.VerifyJSON(obj, entity, keys); err != nil {
+		if err := mxjson.VerifyJSON(obj, entity, keys); err != nil {
 			t.Errorf("signature of %s does not verify with the given key: %v", entity, err)
 		} else {
 			verified = true
