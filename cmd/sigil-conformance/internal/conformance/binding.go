@@ -37,7 +37,7 @@ func (f *flow) binding(ctx context.Context) {
 		t.Need(stepSub)
 		f.bind(t, "/3pid/bind", f.s, f.mxid)
 	})
-	if !f.a.v2 {
+	if !f.a.v2 && r.strict() {
 		r.Case(ctx, "bind", "the /bind alias binds the same session again", func(t *T) {
 			t.Need(stepSub)
 			f.bind(t, "/bind", f.s, f.mxid)

@@ -107,8 +107,12 @@ func (f *flow) invites(ctx context.Context) {
 		f.readToken(t, &f.invitee)
 		t.Expect(f.submit(t, f.invitee, f.invitee.token), 200, "")
 		before := len(r.cfg.Homeserver.OnBinds())
-		f.bind(t, "/3pid/bind", f.invitee, f.mxid)
+		f.inviteeAssoc = f.bind(t, "/3pid/bind", f.invitee, f.mxid)
 		f.r.checkOnBind(t, before, f.invitee.addr, f.mxid, f.inviteToken, sender)
+	})
+	r.Case(ctx, f.op("bind3pid", "bindV2"), "no invites in the bind answer (pending invite tokens go by onbind only)", func(t *T) {
+		t.Need(f.stepName(storeOp, caseOnbindSes))
+		f.noInvitesIn(t, f.inviteeAssoc)
 	})
 }
 
@@ -217,5 +221,18 @@ func (f *flow) keyValidityURLs(t *T, keys []any) {
 		if resp.Obj()["valid"] != true {
 			t.Errorf("%s says %s is not valid: %s", u, pk, resp)
 		}
+	}
+}
+
+// noInvitesIn: the bind answer is the signed association and nothing more
+// (v2_associations.yaml); the pending invites and their tokens go to the
+// homeserver by onbind only. A server that returns them to the client
+// leaks other users' invite tokens (the inviter's secret for the room).
+func (f *flow) noInvitesIn(t *T, assoc map[string]any) {
+	if inv, ok := assoc["invites"]; ok {
+		t.Errorf("the bind answer carries invites %v: pending invites go to the homeserver only (onbind)", short(fmt.Sprint(inv), 200))
+	}
+	if raw, _ := json.Marshal(assoc); f.inviteToken != "" && strings.Contains(string(raw), f.inviteToken) {
+		t.Errorf("the bind answer carries the pending invite's token %s", f.inviteToken)
 	}
 }
