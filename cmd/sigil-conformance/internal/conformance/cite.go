@@ -112,15 +112,15 @@ func area(op, name string) string {
 		return "routing"
 	case strings.Contains(name, "expire"):
 		return "expiry"
-	case strings.Contains(name, "access token") || op == "registerAccount" || op == "logout" || op == "getAccount":
-		return "authentication"
-	case strings.Contains(name, "terms") || op == "getTerms" || op == "agreeToTerms":
-		return "terms"
 	case strings.Contains(name, "not JSON") || strings.Contains(name, "JSON array") || strings.Contains(name, "wrong type") ||
 		strings.HasPrefix(name, "missing ") || strings.Contains(name, "no body") || strings.Contains(name, "trailing") ||
 		strings.Contains(name, "UTF-8 in") || strings.Contains(name, "nested") || strings.HasSuffix(name, " null: 400") ||
 		strings.Contains(name, "= 1.5") || strings.Contains(name, "no 5xx"):
 		return "request validation"
+	case strings.Contains(name, "access token") || op == "registerAccount" || op == "logout" || op == "getAccount":
+		return "authentication"
+	case strings.Contains(name, "terms") || op == "getTerms" || op == "agreeToTerms":
+		return "terms"
 	case strings.Contains(op, "RequestToken") || strings.Contains(op, "SubmitToken") || strings.Contains(op, "getValidated3pid"):
 		return "validation sessions"
 	case strings.Contains(op, "bind") || strings.Contains(op, "Bind"):

@@ -348,7 +348,7 @@ type flow struct {
 	inviteToken string
 	// inviteeAssoc is the bind answer for the invitee's address.
 	inviteeAssoc map[string]any
-	ephemeral   string
+	ephemeral    string
 }
 
 func (f *flow) path(rest string) string { return f.a.prefix + rest }

@@ -122,9 +122,9 @@ type Runner struct {
 	serverName string
 	// Transport problems by operation, judged by their own cases (so a
 	// wrong header does not hide the operation's logic).
-	transport map[string]*transportTally
-	keys            map[string]ed25519.PublicKey
-	failedStep      map[string]string // step name → why, for the cases that needed it
+	transport  map[string]*transportTally
+	keys       map[string]ed25519.PublicKey
+	failedStep map[string]string // step name → why, for the cases that needed it
 }
 
 // Run runs every selected case and returns the results in order.

@@ -328,4 +328,3 @@ func short(b []byte) string {
 	}
 	return string(b)
 }
-
