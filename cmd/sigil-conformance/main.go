@@ -1,15 +1,21 @@
 // Command sigil-conformance checks any Matrix identity server against the
-// OpenAPI document Sigil is built from (gen/openapi.json) and the Matrix
-// rules the document cannot state, through real flows, v1 and v2.
+// identity service spec, from the outside, v1 and v2: every operation of
+// the API description (gen/openapi.json, derived from upstream's) through
+// real flows, with expectations the spec text justifies (version-gated by
+// what /_matrix/identity/versions lists); -profile strict adds Sigil's
+// stricter choices. It has its own canonical JSON and signature checks and
+// shares no code with Sigil's server. See cmd/sigil-conformance/README.md.
 //
 //	sigil-conformance [flags] BASE_URL
 //
 // It starts, on loopback only, an SMTP sink the server under test must send
-// its mail to and a fake homeserver (HTTPS, with a CA made for this run)
-// the server must be allowed to reach, prints what the server must be
-// configured with, optionally starts the server itself (-exec), runs every
-// case and prints a table (and JUnit XML with -junit). The exit status is 1
-// if any case failed, 2 if the run could not start.
+// its mail to, an SMS sink and a fake homeserver (HTTPS, with a CA made for
+// this run) the server must be allowed to reach, prints what the server
+// must be configured with, optionally starts the server itself (-exec),
+// runs every case and prints a table with a summary by cause (and JUnit
+// XML with -junit). The exit status is 1 if a case failed that the
+// -expect file does not list (or a listed one passed), 2 if the run could
+// not start.
 package main
 
 import (
