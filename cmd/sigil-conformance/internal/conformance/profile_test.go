@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -141,5 +142,25 @@ func TestEveryCaseCitesTheSpec(t *testing.T) {
 		if r.Cite == "" || r.Area == "" {
 			t.Errorf("%s: cite %q area %q", r.ID(), r.Cite, r.Area)
 		}
+	}
+}
+
+// A step -only left out that fails is reported when a selected case needs
+// it: the skip it causes must not turn a broken server into a green run.
+func TestHiddenStepFailureIsReported(t *testing.T) {
+	env := sigil(t)
+	proxy := breaking(t, env, func(req *http.Request, status int, body map[string]any, h http.Header) (int, map[string]any) {
+		if req.URL.Path == "/_matrix/identity/v2/3pid/bind" && status == 200 {
+			return 500, map[string]any{"errcode": "M_UNKNOWN", "error": "planted"}
+		}
+		return status, body
+	})
+	results := run(t, env, proxy, `^lookupV2/sha256: the bound address`)
+	var ids []string
+	for _, r := range results {
+		ids = append(ids, r.ID()+" "+string(r.Status))
+	}
+	if !slices.Contains(ids, "bindV2/"+caseBind+" fail") || !slices.Contains(ids, "lookupV2/sha256: the bound address maps to its mxid skip") {
+		t.Errorf("results %v: want the failed step reported and the case skipped", ids)
 	}
 }

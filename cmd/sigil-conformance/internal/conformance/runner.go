@@ -125,6 +125,7 @@ type Runner struct {
 	transport  map[string]*transportTally
 	keys       map[string]ed25519.PublicKey
 	failedStep map[string]string // step name → why, for the cases that needed it
+	unreported map[string]Result // failed steps -only left out, until a case needs them
 }
 
 // Run runs every selected case and returns the results in order.
@@ -162,7 +163,7 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	}
 	r := &Runner{cfg: cfg, doc: doc, router: router, run: strings.ToLower(randomString(8)),
 		keys: map[string]ed25519.PublicKey{}, failedStep: map[string]string{}, serverName: cfg.ServerName,
-		transport: map[string]*transportTally{}}
+		transport: map[string]*transportTally{}, unreported: map[string]Result{}}
 	if r.cfg.Profile == "" {
 		r.cfg.Profile = ProfileSpec
 	}
@@ -228,6 +229,12 @@ func (t *T) Skipf(format string, a ...any) {
 // Need skips the case if an earlier step it depends on did not succeed.
 func (t *T) Need(steps ...string) {
 	for _, s := range steps {
+		if res, hidden := t.r.unreported[s]; hidden {
+			// A step -only left out failed: report it, so that the
+			// failure does not hide behind the skips it causes.
+			delete(t.r.unreported, s)
+			t.r.record(res)
+		}
 		if why, failed := t.r.failedStep[s]; failed {
 			t.Skipf("needs %s, which did not succeed: %s", s, why)
 		}
@@ -286,6 +293,8 @@ func (r *Runner) exec(ctx context.Context, op, name string, report bool, fn func
 	}
 	if report {
 		r.record(res)
+	} else if res.Status == Fail {
+		r.unreported[op+"/"+name] = res
 	}
 	return res.Status == Pass
 }
