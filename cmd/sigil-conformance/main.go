@@ -214,7 +214,8 @@ func conform(ctx context.Context, o options, stdout, stderr io.Writer) (int, err
 	if err != nil {
 		return 2, err
 	}
-	for _, e := range conformance.ApplyExpectations(results, exps) {
+	results, unused := conformance.ApplyExpectations(results, exps)
+	for _, e := range unused {
 		fmt.Fprintf(stderr, "sigil-conformance: %s:%d: %q matched no case of this run\n", o.expect, e.Line, e.Pattern)
 	}
 	fmt.Fprintln(stdout)

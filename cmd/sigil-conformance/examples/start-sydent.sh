@@ -1,15 +1,17 @@
 #!/bin/sh
-# Start script template for Sydent (matrix-org/sydent) -- UNTESTED by this
-# project: Sydent's Python dependencies could not be installed where the
-# runner was built. The option names are Sydent's (sydent/config/*.py);
-# check them against the version you run. Assumes Sydent is installed
-# (python3 -m sydent.sydent works). Run as:
+# Start script for Sydent (matrix-org/sydent). Tested with Sydent 2.6.1
+# (a37d60bd) run from a source checkout (PYTHONPATH=the checkout,
+# SYDENT_RES=the checkout's res/) on Debian 12's python3 packages
+# (python3-twisted, -signedjson, -matrix-common, -nacl, -phonenumbers,
+# -netaddr, -sortedcontainers, -prometheus-client, -service-identity,
+# -unpaddedbase64, -jinja2, -yaml, -attr, -openssl). The option names are
+# Sydent's (sydent/config/*.py). Run as:
 #   sigil-conformance -exec ./start-sydent.sh -skip 'code from the SMS' \
 #     -expect expect-sydent.txt http://127.0.0.1:0
 # Sydent sends texts through OpenMarket only, so the SMS code cannot reach
 # the runner: skip that case (the phone cases that need it then skip).
-# Sydent has no setting for validation lifetimes: -short-lifetimes cannot
-# be honoured, so do not pass it (the expiry cases are then skipped).
+# Sydent has no setting for validation lifetimes: do not pass
+# -short-lifetimes (the expiry cases are then skipped, saying why).
 set -eu
 # Next to the CA file: the runner removes its temporary directory at the end.
 dir=$(dirname "$CONFORMANCE_CA_FILE")/server
@@ -35,6 +37,8 @@ server.name = $hostport
 log.path =
 pidfile.path = $dir/sydent.pid
 terms.path = $dir/terms.yaml
+# Sydent's res/ directory (mail templates), from its source tree.
+templates.path = ${SYDENT_RES:-res}
 # The fake homeserver is on loopback, which Sydent refuses by default.
 ip.whitelist = 127.0.0.0/8
 [db]
@@ -52,6 +56,12 @@ email.smtpport = $CONFORMANCE_SMTP_PORT
 email.tlsmode = 0
 email.from = Sydent <noreply@localhost>
 email.hostname = localhost
+# A run sends about 30 mails and 20 invites from one account and IP.
+email.ratelimit_sender.burst = 1000
+email.ratelimit_sender.rate_hz = 100
+[sms]
+msisdn.ratelimit.burst = 1000
+msisdn.ratelimit.rate_hz = 100
 CONF
 cd "$dir"
 SYDENT_CONF="$dir/sydent.conf" exec python3 -m sydent.sydent

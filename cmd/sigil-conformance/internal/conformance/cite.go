@@ -110,7 +110,7 @@ func area(op, name string) string {
 		return "transport (content type, CORS)"
 	case strings.HasPrefix(op, "(router)") || strings.Contains(name, "wrong method"):
 		return "routing"
-	case strings.Contains(name, "expire"):
+	case strings.Contains(name, " expires:"):
 		return "expiry"
 	case strings.Contains(name, "not JSON") || strings.Contains(name, "JSON array") || strings.Contains(name, "wrong type") ||
 		strings.HasPrefix(name, "missing ") || strings.Contains(name, "no body") || strings.Contains(name, "trailing") ||
@@ -146,6 +146,8 @@ func cause(reason string) string {
 		return "missing CORS headers"
 	case strings.Contains(reason, "does not conform to the document"):
 		return "answer does not match the API description"
+	case strings.Contains(reason, "got 429"):
+		return "rate limited (429): raise the server's limits for the run"
 	case strings.Contains(reason, "got 5"):
 		return "server error (5xx)"
 	case strings.Contains(reason, "got 401"):

@@ -227,7 +227,7 @@ func TestCatchesBrokenServers(t *testing.T) {
 				}
 				return status, body
 			},
-			want: `^lookupV1/missing query parameter (medium|address)`, reason: "want [400]",
+			want: `^lookupV1/missing query parameter (medium|address)`, reason: "want a 4xx error",
 		},
 		{
 			name: "wrong status: 500 for an unknown key",

@@ -131,6 +131,7 @@ func (r *Runner) hashVectors(ctx context.Context) {
 func (r *Runner) routing(ctx context.Context) {
 	for _, p := range []string{"/_matrix/identity/v2/conformance-unknown", "/_matrix/identity/api/v1/conformance-unknown", "/_matrix/identity/conformance-unknown"} {
 		r.Case(ctx, "(router)", "unknown route GET "+p+": 404 M_UNRECOGNIZED", func(t *T) {
+			r.needV16(t)
 			t.ExpectError(t.Do(Req{Method: "GET", Path: p}), []int{404}, "M_UNRECOGNIZED")
 		})
 	}
@@ -144,6 +145,7 @@ func (r *Runner) routing(ctx context.Context) {
 			method = "DELETE"
 		}
 		r.Case(ctx, o.id, "wrong method "+method+": 405 M_UNRECOGNIZED", func(t *T) {
+			r.needV16(t)
 			statuses := []int{405, 404}
 			if r.listsAtLeast(6) {
 				statuses = []int{405} // v1.6 (MSC3743): 405 for a known endpoint
@@ -151,6 +153,15 @@ func (r *Runner) routing(ctx context.Context) {
 			t.ExpectError(t.Do(Req{Method: method, Path: path, NoCheck: true}), statuses, "M_UNRECOGNIZED")
 		})
 		r.Case(ctx, o.id, "CORS pre-flight", func(t *T) { r.preflight(t, o.method, path) })
+	}
+}
+
+// needV16 skips a routing case for a server that lists no v1.6 or later:
+// MSC3743 (v1.6) is what says unknown endpoints and wrong methods answer
+// M_UNRECOGNIZED (strict: always, Sigil's choice).
+func (r *Runner) needV16(t *T) {
+	if !r.strict() && !r.listsAtLeast(6) {
+		t.Skipf("answers to unknown endpoints and methods are a rule of v1.6 (MSC3743); the server lists no v1.6 or later")
 	}
 }
 
@@ -211,12 +222,18 @@ func (r *Runner) accounts(ctx context.Context) account {
 		}})
 		t.ExpectError(resp, nil)
 	})
-	r.Case(ctx, "registerAccount", "OpenID token the homeserver does not know: 4xx", func(t *T) {
+	r.Case(ctx, "registerAccount", "OpenID token the homeserver does not know: refused", func(t *T) {
 		resp := t.Do(Req{Method: "POST", Path: apiV2.prefix + "/account/register", Body: map[string]any{
 			"access_token": "unknown-" + randomString(16), "token_type": "Bearer",
 			"matrix_server_name": r.cfg.Homeserver.Name, "expires_in": 3600,
 		}})
-		t.ExpectError(resp, nil)
+		if r.strict() {
+			t.ExpectError(resp, nil)
+		}
+		// v2_auth.yaml names no error for it: any Matrix error will do.
+		if resp.Status < 400 || resp.Errcode() == "" {
+			t.Errorf("want a Matrix error, got %s", resp)
+		}
 	})
 	if len(urls) > 0 {
 		r.Case(ctx, "agreeToTerms", "before acceptance: 403 M_TERMS_NOT_SIGNED", func(t *T) {

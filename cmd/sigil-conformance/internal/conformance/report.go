@@ -96,10 +96,14 @@ func globMatch(pattern, s string) bool {
 	return strings.HasSuffix(s, parts[len(parts)-1])
 }
 
-// ApplyExpectations marks listed failures XFail and listed passes XPass,
-// and returns the entries that matched no case that ran (stale entries,
-// or cases this run did not select).
-func ApplyExpectations(results []Result, exps []*Expectation) (unused []*Expectation) {
+// ApplyExpectations marks listed failures XFail and listed passes XPass.
+// A pattern (with "*") marks the failures it matches and leaves passes
+// alone, but one that matches no failure at all is itself an XPass (an
+// "(expect)" result): the list must stay true. It returns the entries that
+// matched no case that ran (stale entries, or cases this run did not
+// select), and the results with the pattern XPasses appended.
+func ApplyExpectations(results []Result, exps []*Expectation) ([]Result, []*Expectation) {
+	failures := map[*Expectation]int{}
 	for i := range results {
 		res := &results[i]
 		for _, e := range exps {
@@ -107,23 +111,28 @@ func ApplyExpectations(results []Result, exps []*Expectation) (unused []*Expecta
 				continue
 			}
 			e.used = true
-			res.Expected = e.Reason
-			switch res.Status {
-			case Fail:
-				res.Status = XFail
-			case Pass:
-				res.Status = XPass
+			switch {
+			case res.Status == Fail:
+				res.Status, res.Expected = XFail, e.Reason
+				failures[e]++
+			case res.Status == Pass && !strings.Contains(e.Pattern, "*"):
+				res.Status, res.Expected = XPass, e.Reason
 				res.Reason = "listed as expected to fail (" + e.Reason + ") but passed: remove it from the list"
 			}
 			break
 		}
 	}
+	var unused []*Expectation
 	for _, e := range exps {
-		if !e.used {
+		switch {
+		case !e.used:
 			unused = append(unused, e)
+		case strings.Contains(e.Pattern, "*") && failures[e] == 0:
+			results = append(results, Result{Op: "(expect)", Case: e.Pattern, Status: XPass, Expected: e.Reason,
+				Reason: fmt.Sprintf("line %d: the pattern matched no failing case (%s): remove it from the list", e.Line, e.Reason)})
 		}
 	}
-	return unused
+	return results, unused
 }
 
 // WriteSummary writes the failures grouped by cause and by area of the
