@@ -38,6 +38,17 @@ conformance:
 conformance-postgres:
 	POSTGRES_URL='$(POSTGRES_URL)' ./.ci/conformance postgres $(CONFORMANCE_FLAGS)
 
+## conformance-strict: the same with Sigil's stricter choices (-profile strict)
+## conformance-expiry: the expiry cases, Sigil started with 2s token and session lifetimes
+## mutants: plants one-line bugs in a copy of Sigil; fails unless sigil-conformance catches each
+.PHONY: conformance-strict conformance-expiry mutants
+conformance-strict:
+	POSTGRES_URL='$(POSTGRES_URL)' ./.ci/conformance sqlite -profile strict $(CONFORMANCE_FLAGS)
+conformance-expiry:
+	POSTGRES_URL='$(POSTGRES_URL)' ./.ci/conformance sqlite -short-lifetimes 2s $(CONFORMANCE_FLAGS)
+mutants:
+	./.ci/mutants
+
 ## generate: spec/*.yaml -> gen/openapi.json -> gen/sigil.gen.go
 generate:
 	cd gen && $(GO) generate ./...

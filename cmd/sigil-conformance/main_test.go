@@ -23,12 +23,15 @@ func TestListenersAreLoopbackOnly(t *testing.T) {
 
 func TestBadInvocationsExitTwo(t *testing.T) {
 	for name, args := range map[string][]string{
-		"no base URL":          {},
-		"two base URLs":        {"http://127.0.0.1:1", "http://127.0.0.1:2"},
-		"not a URL":            {"127.0.0.1:8090"},
-		"port 0 without -exec": {"http://127.0.0.1:0"},
-		"public SMTP listener": {"-smtp-listen", "0.0.0.0:2525", "http://127.0.0.1:8090"},
-		"bad token pattern":    {"-token-pattern", "(", "http://127.0.0.1:8090"},
+		"no base URL":             {},
+		"two base URLs":           {"http://127.0.0.1:1", "http://127.0.0.1:2"},
+		"not a URL":               {"127.0.0.1:8090"},
+		"port 0 without -exec":    {"http://127.0.0.1:0"},
+		"public SMTP listener":    {"-smtp-listen", "0.0.0.0:2525", "http://127.0.0.1:8090"},
+		"bad token pattern":       {"-token-pattern", "(", "http://127.0.0.1:8090"},
+		"unknown profile":         {"-profile", "lenient", "http://127.0.0.1:8090"},
+		"missing -expect file":    {"-expect", "/nonexistent/expect.txt", "http://127.0.0.1:8090"},
+		"-expect without reasons": {"-expect", writeFile(t, "bindV2/binds\n"), "http://127.0.0.1:8090"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			var out, errb bytes.Buffer
@@ -79,4 +82,13 @@ func TestFailingRunExitsOne(t *testing.T) {
 	if err != nil || !bytes.Contains(x, []byte("<failure")) || !bytes.Contains(x, []byte(`classname="getVersions"`)) {
 		t.Errorf("JUnit %v:\n%s", err, x)
 	}
+}
+
+func writeFile(t *testing.T, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "expect.txt")
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

@@ -77,7 +77,19 @@ func runSkipping(t *testing.T, env *apitest.Env, skip ...string) []Result {
 	return runWith(t, env, env.URL, []string{`^(msisdn|getValidated3pid|bind3pid)`}, skip)
 }
 
+func runProfile(t *testing.T, env *apitest.Env, baseURL, profile string) []Result {
+	t.Helper()
+	// apitest's in-process SMTP server has no SMTPUTF8; the runner's own
+	// sink has, and .ci/conformance -profile strict checks Sigil with it.
+	return runCfg(t, env, baseURL, nil, []string{`SMTPUTF8`}, func(c *Config) { c.Profile = profile })
+}
+
 func runWith(t *testing.T, env *apitest.Env, baseURL string, only, skip []string) []Result {
+	t.Helper()
+	return runCfg(t, env, baseURL, only, skip, nil)
+}
+
+func runCfg(t *testing.T, env *apitest.Env, baseURL string, only, skip []string, tune func(*Config)) []Result {
 	t.Helper()
 	hs, err := StartHomeserver("127.0.0.1:0")
 	if err != nil {
@@ -91,6 +103,9 @@ func runWith(t *testing.T, env *apitest.Env, baseURL string, only, skip []string
 	for _, o := range skip {
 		cfg.Skip = append(cfg.Skip, regexp.MustCompile(o))
 	}
+	if tune != nil {
+		tune(&cfg)
+	}
 	results, err := Run(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -99,8 +114,14 @@ func runWith(t *testing.T, env *apitest.Env, baseURL string, only, skip []string
 }
 
 func TestSigilPasses(t *testing.T) {
+	for _, profile := range []string{ProfileSpec, ProfileStrict} {
+		t.Run(profile, func(t *testing.T) { sigilPasses(t, profile) })
+	}
+}
+
+func sigilPasses(t *testing.T, profile string) {
 	env := sigil(t)
-	results := run(t, env, env.URL)
+	results := runProfile(t, env, env.URL, profile)
 	var table bytes.Buffer
 	if err := WriteTable(&table, results); err != nil {
 		t.Fatal(err)
@@ -119,7 +140,7 @@ func TestSigilPasses(t *testing.T) {
 	rr := &Runner{}
 	rr.doc, _ = docForTest()
 	for _, o := range rr.operations() {
-		if !passed[o.id] {
+		if !passed[o.id] && (o.id != "bind" || profile == ProfileStrict) {
 			t.Errorf("no passing case for %s", o.id)
 		}
 	}
@@ -206,7 +227,7 @@ func TestCatchesBrokenServers(t *testing.T) {
 				}
 				return status, body
 			},
-			want: `^lookupV1/missing query parameter (medium|address)`, reason: "want [400]",
+			want: `^lookupV1/missing query parameter (medium|address)`, reason: "want a 4xx error",
 		},
 		{
 			name: "wrong status: 500 for an unknown key",
@@ -252,15 +273,17 @@ func TestCatchesBrokenServers(t *testing.T) {
 			want: `^blindlySignStuff/signs`, reason: "does not verify",
 		},
 		{
+			// A JSON answer labelled text/plain fails the operation's
+			// transport case, not its logic case ("answers {}" passes).
 			name: "wrong content type on a success",
-			only: []string{`^getPingV2/answers`},
+			only: []string{`^getPingV2/`},
 			corrupt: func(req *http.Request, status int, body map[string]any, h http.Header) (int, map[string]any) {
 				if req.URL.Path == "/_matrix/identity/v2" && req.Method == "GET" {
 					h.Set("Content-Type", "text/plain")
 				}
 				return status, body
 			},
-			want: `^getPingV2/answers`, reason: "does not conform",
+			want: `^getPingV2/JSON answers carry Content-Type`, reason: "text/plain",
 		},
 		{
 			name: "missing errcode",
@@ -382,7 +405,7 @@ func TestReports(t *testing.T) {
 		t.Fatalf("JUnit XML does not parse: %v\n%s", err, junit.String())
 	}
 	s := parsed.Suites[0]
-	if s.Tests != 3 || s.Failures != 1 || s.Skipped != 1 || s.Cases[1].Failure == nil || s.Cases[1].Failure.Text != "signature <does not> verify" || s.Cases[2].Skipped == nil {
+	if s.Tests != 3 || s.Failures != 1 || s.Skipped != 1 || s.Cases[1].Failure == nil || !strings.HasPrefix(s.Cases[1].Failure.Text, "signature <does not> verify") || s.Cases[2].Skipped == nil {
 		t.Errorf("JUnit %+v", s)
 	}
 }
@@ -454,7 +477,7 @@ func TestTinyBrokenServers(t *testing.T) {
 			rr := &Runner{}
 			rr.doc, _ = docForTest()
 			for _, o := range rr.operations() {
-				if !failedOps[o.id] {
+				if !failedOps[o.id] && o.id != "bind" { // bind: strict profile only
 					t.Errorf("nothing of %s failed", o.id)
 				}
 			}

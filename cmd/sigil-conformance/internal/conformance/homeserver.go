@@ -20,7 +20,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/sigil-matrix/sigil/handlers/signing"
+	"github.com/sigil-matrix/sigil/cmd/sigil-conformance/internal/mxjson"
 )
 
 // Homeserver key ID and the federation paths the fake homeserver serves.
@@ -39,7 +39,7 @@ type Homeserver struct {
 	// Name is "127.0.0.1:PORT", an IP literal with a port: Matrix server
 	// discovery uses it as is.
 	Name  string
-	Key   signing.Key
+	Key   mxjson.Key
 	CAPEM []byte
 
 	srv *http.Server
@@ -51,7 +51,7 @@ type Homeserver struct {
 
 // StartHomeserver listens on addr ("127.0.0.1:0" for any free port).
 func StartHomeserver(addr string) (*Homeserver, error) {
-	key, err := signing.GenerateKey(HomeserverKeyID)
+	key, err := mxjson.NewKey(HomeserverKeyID)
 	if err != nil {
 		return nil, err
 	}
@@ -106,7 +106,7 @@ func (h *Homeserver) SignRequest(method, uri, destination string, content []byte
 	if content != nil {
 		obj["content"] = json.RawMessage(content)
 	}
-	sig, err := signing.Signature(obj, h.Key)
+	sig, err := mxjson.Signature(obj, h.Key)
 	if err != nil {
 		return "", err
 	}
@@ -122,7 +122,7 @@ func (h *Homeserver) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			"verify_keys":     map[string]any{h.Key.ID: map[string]any{"key": h.Key.PublicBase64()}},
 			"old_verify_keys": map[string]any{},
 		}
-		signed, err := signing.SignJSON(obj, h.Name, h.Key)
+		signed, err := mxjson.SignJSON(obj, h.Name, h.Key)
 		if err != nil {
 			writeJSON(w, 500, map[string]any{"errcode": "M_UNKNOWN", "error": err.Error()})
 			return

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sigil-matrix/sigil/handlers/signing"
+	"github.com/sigil-matrix/sigil/cmd/sigil-conformance/internal/mxjson"
 )
 
 func (f *flow) invites(ctx context.Context) {
@@ -58,7 +58,6 @@ func (f *flow) invites(ctx context.Context) {
 	r.Case(ctx, storeOp, "the invitee is mailed", func(t *T) {
 		t.Need(stepStore)
 		f.r.waitMail(t, f.invitee.addr, 1)
-		f.invitee.mails = 1
 	})
 	r.Case(ctx, ephOp, "the invite's ephemeral key is valid", func(t *T) {
 		t.Need(stepStore)
@@ -103,18 +102,25 @@ func (f *flow) invites(ctx context.Context) {
 	})
 	r.Step(ctx, storeOp, caseOnbindSes, func(t *T) {
 		t.Need(stepStore)
+		// The invite's mail comes first: the validation token is in the next.
+		f.r.waitMail(t, f.invitee.addr, 1)
+		f.invitee.mails = f.r.mailCount(f.invitee.addr)
 		f.requestToken(t, &f.invitee, 1)
 		f.readToken(t, &f.invitee)
 		t.Expect(f.submit(t, f.invitee, f.invitee.token), 200, "")
 		before := len(r.cfg.Homeserver.OnBinds())
-		f.bind(t, "/3pid/bind", f.invitee, f.mxid)
+		f.inviteeAssoc = f.bind(t, "/3pid/bind", f.invitee, f.mxid)
 		f.r.checkOnBind(t, before, f.invitee.addr, f.mxid, f.inviteToken, sender)
+	})
+	r.Case(ctx, f.op("bind3pid", "bindV2"), "no invites in the bind answer (pending invite tokens go by onbind only)", func(t *T) {
+		t.Need(f.stepName(storeOp, caseOnbindSes))
+		f.noInvitesIn(t, f.inviteeAssoc)
 	})
 }
 
 func (f *flow) isLongTerm(pk string) bool {
 	for _, k := range f.r.keys {
-		if signing.EncodeBase64(k) == pk {
+		if mxjson.EncodeBase64(k) == pk {
 			return true
 		}
 	}
@@ -144,7 +150,7 @@ func (f *flow) signInvite(t *T, mxid, sender string) {
 		for id := range em {
 			keys[id] = pub
 		}
-		if err := signing.VerifyJSON(obj, entity, keys); err != nil {
+		if err := mxjson.VerifyJSON(obj, entity, keys); err != nil {
 			t.Errorf("signature of %s does not verify with the given key: %v", entity, err)
 		} else {
 			verified = true
@@ -217,5 +223,18 @@ func (f *flow) keyValidityURLs(t *T, keys []any) {
 		if resp.Obj()["valid"] != true {
 			t.Errorf("%s says %s is not valid: %s", u, pk, resp)
 		}
+	}
+}
+
+// noInvitesIn: the bind answer is the signed association and nothing more
+// (v2_associations.yaml); the pending invites and their tokens go to the
+// homeserver by onbind only. A server that returns them to the client
+// leaks other users' invite tokens (the inviter's secret for the room).
+func (f *flow) noInvitesIn(t *T, assoc map[string]any) {
+	if inv, ok := assoc["invites"]; ok {
+		t.Errorf("the bind answer carries invites %v: pending invites go to the homeserver only (onbind)", short(fmt.Sprint(inv), 200))
+	}
+	if raw, _ := json.Marshal(assoc); f.inviteToken != "" && strings.Contains(string(raw), f.inviteToken) {
+		t.Errorf("the bind answer carries the pending invite's token %s", f.inviteToken)
 	}
 }

@@ -59,6 +59,7 @@ func StartSMTPSink(addr string) (*SMTPSink, error) {
 	}))
 	srv.Domain = "localhost"
 	srv.AllowInsecureAuth = true
+	srv.EnableSMTPUTF8 = true // non-ASCII addresses (RFC 6531): the case folding and SMTPUTF8 cases
 	srv.ReadTimeout = 30 * time.Second
 	srv.WriteTimeout = 30 * time.Second
 	srv.MaxMessageBytes = 10 << 20

@@ -114,7 +114,7 @@ var (
 func (r *Runner) negatives(ctx context.Context, tok string) {
 	hs := r.cfg.Homeserver.Name
 	for _, o := range r.operations() {
-		if !r.versionServed(o.path) {
+		if !r.served(o) {
 			continue
 		}
 		path := strings.ReplaceAll(o.path, "{keyId}", "ed25519:0")
@@ -149,9 +149,9 @@ func (r *Runner) negatives(ctx context.Context, tok string) {
 				})
 				continue
 			}
-			r.Case(ctx, o.id, "missing query parameter "+name+": 400", func(t *T) {
+			r.Case(ctx, o.id, "missing query parameter "+name+": "+r.badStatus(), func(t *T) {
 				r.needToken(t, o, tok)
-				t.ExpectError(t.Do(Req{Method: o.method, Path: path, Query: q, Token: token}), []int{400}, missingCodes...)
+				r.refusedInput(t, o, t.Do(Req{Method: o.method, Path: path, Query: q, Token: token}), missingCodes)
 			})
 		}
 		if schema := bodySchema(o); schema != nil {
@@ -162,12 +162,19 @@ func (r *Runner) negatives(ctx context.Context, tok string) {
 			r.Case(ctx, o.id, "no access token: 401 M_UNAUTHORIZED", func(t *T) {
 				t.Expect(t.Do(Req{Method: o.method, Path: path, Query: query, Body: nilIfEmpty(body)}), 401, "M_UNAUTHORIZED")
 			})
-			code := "M_UNAUTHORIZED" // the spec's answer to a token it does not know...
+			codes := []string{"M_UNAUTHORIZED"} // the spec's answer to a token it does not know...
 			if o.id == "logout" {
-				code = "M_UNKNOWN_TOKEN" // ...but logout's
+				// ...but v2_auth.yaml gives logout's 401 M_UNKNOWN_TOKEN
+				// while §Authentication says M_UNAUTHORIZED for every
+				// endpoint: the spec contradicts itself, so either passes
+				// unless -profile strict (Sigil's choice, the yaml's).
+				codes = []string{"M_UNKNOWN_TOKEN", "M_UNAUTHORIZED"}
+				if r.strict() {
+					codes = codes[:1]
+				}
 			}
-			r.Case(ctx, o.id, "unknown access token: 401 "+code, func(t *T) {
-				t.Expect(t.Do(Req{Method: o.method, Path: path, Query: query, Body: nilIfEmpty(body), Token: "unknown" + randomString(20)}), 401, code)
+			r.Case(ctx, o.id, "unknown access token: 401 "+strings.Join(codes, " or "), func(t *T) {
+				t.ExpectError(t.Do(Req{Method: o.method, Path: path, Query: query, Body: nilIfEmpty(body), Token: "unknown" + randomString(20)}), []int{401}, codes...)
 			})
 		}
 	}
@@ -191,27 +198,48 @@ func (r *Runner) bodyNegatives(ctx context.Context, o operation, path, token, to
 		r.Case(ctx, o.id, "sample body", func(t *T) { t.Fatalf("the runner has no sample body for %s", o.id) })
 		return
 	}
-	r.Case(ctx, o.id, "body that is not JSON: 400 M_NOT_JSON", func(t *T) {
+	if o.id == "logout" && !r.strict() {
+		// The spec gives logout no body: a server may ignore it, so bad
+		// bodies prove nothing there (strict: Sigil parses and refuses them).
+		return
+	}
+	if o.id == "logout" {
+		// Each bad-body case logs out its own account: a server that
+		// ignores the body logs the token out, and no other case may
+		// depend on it.
+		token = ""
+	}
+	tokenFor := func(t *T) string {
+		if o.id == "logout" {
+			return r.register(t, "conf-"+r.run+"-logout-"+strings.ToLower(randomString(6))).token
+		}
+		return token
+	}
+	notJSON := "body that is not JSON: " + r.badStatus()
+	if r.strict() {
+		notJSON += " M_NOT_JSON"
+	}
+	r.Case(ctx, o.id, notJSON, func(t *T) {
 		r.needToken(t, o, tok)
-		t.Expect(t.Do(Req{Method: o.method, Path: path, Body: []byte(`{"not json`), Token: token}), 400, "M_NOT_JSON")
+		r.refusedInput(t, o, t.Do(Req{Method: o.method, Path: path, Body: []byte(`{"not json`), Token: tokenFor(t)}), []string{"M_NOT_JSON"})
 	})
 	if o.id != "logout" { // logout's body may be absent (spec: API standards)
-		r.Case(ctx, o.id, "no body at all: 400", func(t *T) {
+		r.Case(ctx, o.id, "no body at all: "+r.badStatus(), func(t *T) {
 			r.needToken(t, o, tok)
-			t.ExpectError(t.Do(Req{Method: o.method, Path: path, Token: token}), []int{400}, "M_NOT_JSON", "M_BAD_JSON", "M_MISSING_PARAMS")
+			r.refusedInput(t, o, t.Do(Req{Method: o.method, Path: path, Token: token}), []string{"M_NOT_JSON", "M_BAD_JSON", "M_MISSING_PARAMS"})
 		})
 	}
-	r.Case(ctx, o.id, "body that is a JSON array: 400", func(t *T) {
+	r.Case(ctx, o.id, "body that is a JSON array: "+r.badStatus(), func(t *T) {
 		r.needToken(t, o, tok)
-		t.ExpectError(t.Do(Req{Method: o.method, Path: path, Body: []byte(`[]`), Token: token}), []int{400}, "M_NOT_JSON", "M_BAD_JSON", "M_INVALID_PARAM")
+		r.refusedInput(t, o, t.Do(Req{Method: o.method, Path: path, Body: []byte(`[]`), Token: tokenFor(t)}), []string{"M_NOT_JSON", "M_BAD_JSON", "M_INVALID_PARAM"})
 	})
-	r.hostileBodies(ctx, o, path, token, tok, sample, schema)
+	r.hostileBodies(ctx, o, path, tokenFor, tok, sample, schema)
 	for _, name := range schema.Required {
 		body := maps.Clone(sample)
 		delete(body, name)
-		r.Case(ctx, o.id, "missing "+name+": 400", func(t *T) {
+		r.Case(ctx, o.id, "missing "+name+": "+r.badStatus(), func(t *T) {
 			r.needToken(t, o, tok)
-			t.ExpectError(t.Do(Req{Method: o.method, Path: path, Body: body, Token: token}), []int{400}, missingCodes...)
+			r.refusedInput(t, o, t.Do(Req{Method: o.method, Path: path, Body: body, Token: tokenFor(t)}), missingCodes)
 		})
 	}
 	names := slices.Sorted(maps.Keys(sample))
@@ -221,16 +249,59 @@ func (r *Runner) bodyNegatives(ctx context.Context, o operation, path, token, to
 			continue
 		}
 		bad := wrongType(prop.Value)
-		if bad == nil {
+		if bad == nil || (name == "send_attempt" && !r.strict()) {
+			// send_attempt: clients send "1" and servers (Sigil too)
+			// accept numeric strings, so refusing a string is strict only.
 			continue
 		}
 		body := maps.Clone(sample)
 		body[name] = bad
-		r.Case(ctx, o.id, name+" of the wrong type: 400", func(t *T) {
+		r.Case(ctx, o.id, name+" of the wrong type: "+r.badStatus(), func(t *T) {
 			r.needToken(t, o, tok)
-			t.ExpectError(t.Do(Req{Method: o.method, Path: path, Body: body, Token: token}), []int{400}, mistypedCodes...)
+			r.refusedInput(t, o, t.Do(Req{Method: o.method, Path: path, Body: body, Token: tokenFor(t)}), mistypedCodes)
 		})
 	}
+}
+
+// badStatus names the status refusedInput wants, in case names.
+func (r *Runner) badStatus() string {
+	if r.strict() {
+		return "400"
+	}
+	return "4xx"
+}
+
+// refusedInput: input the API description rules out must be refused with
+// a Matrix error. The spec gives most of these refusals no status or
+// errcode, and does not order a server's checks (it may find the session
+// unknown or the token missing first), so by default any 4xx Matrix error
+// passes, and so does POST submitToken's pre-v1.18 200 {"success": false}.
+// A 5xx fails: the input is the client's fault, not the server's. Strict:
+// 400 with one of strictCodes (any errcode if none).
+func (r *Runner) refusedInput(t *T, o operation, resp *Resp, strictCodes []string) {
+	if r.strict() {
+		t.ExpectError(resp, []int{400}, strictCodes...)
+		return
+	}
+	if strings.Contains(o.id, "SubmitTokenPost") {
+		a := apiV1
+		if strings.HasSuffix(o.id, "V2") {
+			a = apiV2
+		}
+		r.refusedSubmit(t, a, resp)
+		return
+	}
+	t.ExpectError(resp, nil)
+}
+
+// served reports whether the server is expected to serve o: its API
+// version is listed, and o is in the profile (the r0.1.0 /bind path that
+// r0.2.0 replaced is Sigil's alone: strict only).
+func (r *Runner) served(o operation) bool {
+	if o.id == "bind" && !r.strict() {
+		return false
+	}
+	return r.versionServed(o.path)
 }
 
 // termsNotSigned: with an account that has not accepted the terms, every
@@ -256,7 +327,7 @@ func (r *Runner) termsNotSigned(ctx context.Context, havePolicies bool) {
 		t.Expect(t.Do(Req{Method: "GET", Path: apiV2.prefix + "/hash_details", Token: fresh.token}), 403, "M_TERMS_NOT_SIGNED")
 	})
 	for _, o := range r.operations() {
-		if !o.secured() || o.id == "logout" || o.id == "agreeToTerms" { // MSC2140: these work before acceptance
+		if !o.secured() || o.id == "logout" || o.id == "agreeToTerms" || !r.served(o) { // MSC2140: these work before acceptance
 			continue
 		}
 		path := strings.ReplaceAll(o.path, "{keyId}", "ed25519:0")
@@ -287,7 +358,7 @@ func (r *Runner) coverage() {
 		seen[res.Op] = true
 	}
 	for _, o := range r.operations() {
-		if !seen[o.id] {
+		if !seen[o.id] && r.served(o) {
 			r.record(Result{Op: o.id, Case: "(coverage)", Status: Fail, Reason: "no case of the runner exercised this operation"})
 		}
 	}
@@ -315,12 +386,12 @@ func lowerFirst(s string) string {
 // Matrix error, never a 5xx or a hang: invalid UTF-8, trailing garbage,
 // deep nesting, null for a required field, numbers an integer field cannot
 // hold.
-func (r *Runner) hostileBodies(ctx context.Context, o operation, path, token, tok string, sample map[string]any, schema *openapi3.Schema) {
+func (r *Runner) hostileBodies(ctx context.Context, o operation, path string, tokenFor func(*T) string, tok string, sample map[string]any, schema *openapi3.Schema) {
 	raw, _ := json.Marshal(sample)
 	send := func(name string, body []byte) {
-		r.Case(ctx, o.id, name+": 400", func(t *T) {
+		r.Case(ctx, o.id, name+": "+r.badStatus(), func(t *T) {
 			r.needToken(t, o, tok)
-			t.ExpectError(t.Do(Req{Method: o.method, Path: path, Body: body, Token: token}), []int{400})
+			r.refusedInput(t, o, t.Do(Req{Method: o.method, Path: path, Body: body, Token: tokenFor(t)}), nil)
 		})
 	}
 	send("trailing garbage after the JSON object", append(append([]byte{}, raw...), []byte(` {"x":1}`)...))
@@ -357,7 +428,7 @@ func (r *Runner) hostileBodies(ctx context.Context, o operation, path, token, to
 			for label, v := range map[string]string{"2^64": "18446744073709551616", "1e400": "1e400"} {
 				r.Case(ctx, o.id, name+" = "+label+": no 5xx", func(t *T) {
 					r.needToken(t, o, tok)
-					if resp := t.Do(Req{Method: o.method, Path: path, Body: with(v), Token: token}); resp.Status >= 500 {
+					if resp := t.Do(Req{Method: o.method, Path: path, Body: with(v), Token: tokenFor(t)}); resp.Status >= 500 {
 						t.Errorf("got %s", resp)
 					}
 				})

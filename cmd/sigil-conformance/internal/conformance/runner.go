@@ -62,7 +62,20 @@ type Config struct {
 	HTTP  *http.Client
 	// Progress, if set, receives one line per finished case.
 	Progress io.Writer
+	// Profile is ProfileSpec (the default: only what the spec text
+	// justifies) or ProfileStrict (also Sigil's stricter choices).
+	Profile string
+	// ShortLifetime, when set, is the validation token and session
+	// lifetime the server under test was configured with (-short-lifetimes):
+	// the run is then the expiry cases only. Zero: they are skipped.
+	ShortLifetime time.Duration
 }
+
+// Profiles.
+const (
+	ProfileSpec   = "spec"
+	ProfileStrict = "strict"
+)
 
 // Status of a case.
 type Status string
@@ -71,6 +84,11 @@ const (
 	Pass Status = "pass"
 	Fail Status = "fail"
 	Skip Status = "skip"
+	// XFail is a failure listed in the expected-failures file.
+	XFail Status = "xfail"
+	// XPass is a case listed as expected to fail that passed: the list is
+	// out of date, and the run fails until it is updated.
+	XPass Status = "xpass"
 )
 
 // Result is one case's outcome.
@@ -79,7 +97,16 @@ type Result struct {
 	Status   Status
 	Reason   string
 	Elapsed  time.Duration
+	// Cite is the spec text the case checks; Area groups it for the
+	// summary; Cause classifies a failure.
+	Cite, Area, Cause string
+	// Expected is the reason the expected-failures file gives, if listed.
+	Expected string
 }
+
+// ID is the case's identifier, "operation/case", as -only, -skip and the
+// expected-failures file match it.
+func (r Result) ID() string { return r.Op + "/" + r.Case }
 
 // Runner runs the cases of one Config.
 type Runner struct {
@@ -93,11 +120,12 @@ type Runner struct {
 	v1, v2     bool
 	listed     []string
 	serverName string
-	// Answers without Access-Control-Allow-Origin, for the CORS case.
-	answers, noCORS int
-	noCORSExample   string
-	keys            map[string]ed25519.PublicKey
-	failedStep      map[string]string // step name → why, for the cases that needed it
+	// Transport problems by operation, judged by their own cases (so a
+	// wrong header does not hide the operation's logic).
+	transport  map[string]*transportTally
+	keys       map[string]ed25519.PublicKey
+	failedStep map[string]string // step name → why, for the cases that needed it
+	unreported map[string]Result // failed steps -only left out, until a case needs them
 }
 
 // Run runs every selected case and returns the results in order.
@@ -134,7 +162,11 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 		return nil, fmt.Errorf("router: %w", err)
 	}
 	r := &Runner{cfg: cfg, doc: doc, router: router, run: strings.ToLower(randomString(8)),
-		keys: map[string]ed25519.PublicKey{}, failedStep: map[string]string{}, serverName: cfg.ServerName}
+		keys: map[string]ed25519.PublicKey{}, failedStep: map[string]string{}, serverName: cfg.ServerName,
+		transport: map[string]*transportTally{}, unreported: map[string]Result{}}
+	if r.cfg.Profile == "" {
+		r.cfg.Profile = ProfileSpec
+	}
 	r.all(ctx)
 	return r.results, nil
 }
@@ -197,6 +229,12 @@ func (t *T) Skipf(format string, a ...any) {
 // Need skips the case if an earlier step it depends on did not succeed.
 func (t *T) Need(steps ...string) {
 	for _, s := range steps {
+		if res, hidden := t.r.unreported[s]; hidden {
+			// A step -only left out failed: report it, so that the
+			// failure does not hide behind the skips it causes.
+			delete(t.r.unreported, s)
+			t.r.record(res)
+		}
 		if why, failed := t.r.failedStep[s]; failed {
 			t.Skipf("needs %s, which did not succeed: %s", s, why)
 		}
@@ -255,16 +293,25 @@ func (r *Runner) exec(ctx context.Context, op, name string, report bool, fn func
 	}
 	if report {
 		r.record(res)
+	} else if res.Status == Fail {
+		r.unreported[op+"/"+name] = res
 	}
 	return res.Status == Pass
 }
 
 func (r *Runner) record(res Result) {
+	res.Cite, res.Area = citation(res.Op, res.Case), area(res.Op, res.Case)
+	if res.Status == Fail {
+		res.Cause = cause(res.Reason)
+	}
 	r.results = append(r.results, res)
 	if r.cfg.Progress != nil {
-		fmt.Fprintf(r.cfg.Progress, "%-4s %s / %s %s\n", res.Status, res.Op, res.Case, short(res.Reason, 200))
+		fmt.Fprintf(r.cfg.Progress, "%-4s %s / %s %s\n     [%s]\n", res.Status, res.Op, res.Case, short(res.Reason, 200), res.Cite)
 	}
 }
+
+// strict reports whether Sigil's stricter choices are checked too.
+func (r *Runner) strict() bool { return r.cfg.Profile == ProfileStrict }
 
 // Req is a request to the server under test.
 type Req struct {
@@ -325,20 +372,45 @@ func (t *T) Do(req Req) *Resp {
 	if out.Body, err = io.ReadAll(io.LimitReader(resp.Body, 16<<20)); err != nil {
 		t.Fatalf("%s %s: read body: %v", req.Method, req.Path, err)
 	}
-	t.r.answers++
-	if out.Header.Get("Access-Control-Allow-Origin") == "" {
-		t.r.noCORS++
-		if t.r.noCORSExample == "" {
-			t.r.noCORSExample = req.Method + " " + req.Path
+	tally := t.r.tally(t.op)
+	// CORS headers are for the spec's routes ("for that route", §Web
+	// browser clients); answers to wrong methods and unknown routes count
+	// only under strict.
+	if t.r.strict() || t.r.documented(hreq, req) {
+		tally.answers++
+	}
+	if out.Header.Get("Access-Control-Allow-Origin") == "" && (t.r.strict() || t.r.documented(hreq, req)) {
+		tally.noCORS++
+		if tally.noCORSExample == "" {
+			tally.noCORSExample = req.Method + " " + req.Path
 		}
 	}
 	if req.Raw {
 		return out
 	}
+	if ct := out.Header.Get("Content-Type"); len(out.Body) > 0 && json.Valid(out.Body) && !strings.HasPrefix(ct, "application/json") {
+		// A JSON answer with the wrong content type: its own case judges
+		// that (transportCases); the logic is judged as if it were right.
+		tally.badCT++
+		if tally.badCTExample == "" {
+			tally.badCTExample = fmt.Sprintf("%s %s answered %q", req.Method, req.Path, ct)
+		}
+		out.Header = out.Header.Clone()
+		out.Header.Set("Content-Type", "application/json")
+	}
 	if err := t.r.checkResponse(hreq, out, req.NoCheck); err != nil {
 		t.Errorf("%s %s: %v (got %s)", req.Method, req.Path, err, out)
 	}
 	return out
+}
+
+// documented reports whether req is an operation of the document.
+func (r *Runner) documented(hreq *http.Request, req Req) bool {
+	if req.NoCheck || req.Raw {
+		return false
+	}
+	_, _, err := r.router.FindRoute(hreq)
+	return err == nil
 }
 
 func (r *Runner) newRequest(ctx context.Context, req Req) (*http.Request, error) {

@@ -9,7 +9,7 @@ import (
 	"fmt"
 	"math/big"
 
-	"github.com/sigil-matrix/sigil/handlers/signing"
+	"github.com/sigil-matrix/sigil/cmd/sigil-conformance/internal/mxjson"
 )
 
 func contains(list []any, s string) bool {
@@ -57,12 +57,12 @@ func newKey() (ed25519.PublicKey, string) {
 	if err != nil {
 		panic(err)
 	}
-	return pub, signing.EncodeBase64(priv.Seed())
+	return pub, mxjson.EncodeBase64(priv.Seed())
 }
 
 func randomKey() string {
 	pub, _ := newKey()
-	return signing.EncodeBase64(pub)
+	return mxjson.EncodeBase64(pub)
 }
 
 // flipBase64 returns another base64 character than c.
