@@ -313,6 +313,11 @@ func (v *Validator) prepareBody(req *http.Request, rb *openapi3.RequestBody, fas
 		return false, matrixerr.NotJSON("The request body is not valid JSON")
 	case !isObject:
 		return false, matrixerr.BadJSON("The request body must be a JSON object")
+	case !accepted:
+		if lenient, ok := numericStrings(data, bodySchema(rb)); ok {
+			data = lenient
+			_, accepted = checkJSON(data, fast)
+		}
 	}
 	req.Header.Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
 	req.Body = newBody(data)
@@ -443,6 +448,65 @@ func typedScalar(s string, prop *openapi3.Schema) any {
 		}
 	}
 	return s
+}
+
+// numericStringExt marks an integer property that clients may also send as
+// a JSON string of decimal digits: matrix-js-sdk (Element) sends
+// send_attempt as "1" (spec/README.md). The document states the leniency;
+// this is the one place that applies it.
+const numericStringExt = "x-numeric-string"
+
+// numericStrings rewrites the top-level properties of a JSON object body
+// that the schema marks numericStringExt and that hold a string of decimal
+// digits into that integer, so validation and the typed decoding see the
+// integer. It reports false (and changes nothing) when there is nothing to
+// rewrite; any other string is left for validation to refuse.
+func numericStrings(data []byte, schema *openapi3.Schema) ([]byte, bool) {
+	if schema == nil {
+		return nil, false
+	}
+	var obj map[string]json.RawMessage
+	if json.Unmarshal(data, &obj) != nil {
+		return nil, false
+	}
+	changed := false
+	for name, ref := range schema.Properties {
+		if ref == nil || ref.Value == nil || ref.Value.Extensions[numericStringExt] != true {
+			continue
+		}
+		raw, ok := obj[name]
+		if !ok || len(raw) < 3 || raw[0] != '"' {
+			continue
+		}
+		var str string
+		if json.Unmarshal(raw, &str) != nil || !decimalDigits(str) {
+			continue
+		}
+		obj[name] = json.RawMessage(str)
+		changed = true
+	}
+	if !changed {
+		return nil, false
+	}
+	out, err := json.Marshal(obj)
+	if err != nil {
+		return nil, false
+	}
+	return out, true
+}
+
+// decimalDigits reports whether s is a plain non-negative integer that
+// fits an int64 (no sign, no exponent, no leading zeros but "0").
+func decimalDigits(s string) bool {
+	if s == "" || len(s) > 18 || (len(s) > 1 && s[0] == '0') {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // toMatrix maps kin-openapi's validation errors to one Matrix error: every
