@@ -13,6 +13,24 @@ run:
 build:
 	$(GO) build -ldflags "-X main.version=$$(git describe --tags --always --dirty 2>/dev/null || echo devel)" -o sigil ./cmd/sigil
 
+## static: sigil and sigil-conformance as static Linux binaries (SQLite linked in) in dist/linux-$(ARCH)/;
+##         ARCH=arm64 cross-compiles (Debian: gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
+## dist: release archives dist/sigil-VERSION-linux-{amd64,arm64}.tar.gz (both binaries, README, deploy/,
+##       the runner's start scripts) and dist/SHA256SUMS; VERSION is git describe unless set
+## dist-check: the amd64 archive on a clean root (nothing but the unpacked archive), the arm64 one under qemu
+ARCH ?= $(shell $(GO) env GOARCH)
+.PHONY: static dist dist-check nocgo-check
+static:
+	GO='$(GO)' ./.ci/dist static $(ARCH)
+dist:
+	GO='$(GO)' ./.ci/dist
+dist-check: dist
+	./.ci/dist-check
+
+## nocgo-check: CGO_ENABLED=0 builds everything; such a sigil refuses SQLite with a clear error and serves PostgreSQL
+nocgo-check:
+	POSTGRES_URL='$(POSTGRES_URL)' ./.ci/nocgo
+
 ## test: the test suite (SQLite, in-process SMTP, real keys)
 test:
 	$(GO) test ./...

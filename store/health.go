@@ -10,7 +10,6 @@ import (
 	"syscall"
 
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/mattn/go-sqlite3"
 )
 
 // Ping checks that the database answers a query.
@@ -39,12 +38,11 @@ func IsUnavailable(err error) bool {
 	}
 	var connErr *pgconn.ConnectError
 	var netErr net.Error
-	var sqliteErr sqlite3.Error
 	switch {
 	case errors.As(err, &connErr), errors.As(err, &netErr):
 		return true
-	case errors.As(err, &sqliteErr):
-		return sqliteErr.Code == sqlite3.ErrBusy || sqliteErr.Code == sqlite3.ErrLocked
+	case sqliteBusy(err):
+		return true
 	case errors.Is(err, driver.ErrBadConn), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF),
 		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
 		errors.Is(err, context.DeadlineExceeded):

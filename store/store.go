@@ -182,7 +182,14 @@ func openPostgres(ctx context.Context, dsn string, log *slog.Logger) (*Store, er
 	return &Store{db: db, wdb: db, dialect: DialectPostgres}, nil
 }
 
+// ErrNoSQLite: this binary was built without cgo and cannot open SQLite.
+var ErrNoSQLite = errors.New("this sigil was built without cgo (CGO_ENABLED=0) and cannot open SQLite: " +
+	"set database (SIGIL_DATABASE) to a postgres:// URL, or use a build with cgo (make build, make static, a release archive)")
+
 func openSQLite(ctx context.Context, dsn string, log *slog.Logger) (*Store, error) {
+	if !sqliteAvailable {
+		return nil, fmt.Errorf("store: open sqlite: %w", ErrNoSQLite)
+	}
 	path := dsn
 	if strings.HasPrefix(path, "sqlite:") {
 		path = strings.TrimPrefix(path, "sqlite:")

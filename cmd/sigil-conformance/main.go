@@ -65,6 +65,10 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 1 && (args[0] == "-version" || args[0] == "--version") {
+		fmt.Fprintln(stdout, versionString())
+		return 0
+	}
 	var o options
 	fs := flag.NewFlagSet("sigil-conformance", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -92,7 +96,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.expect, "expect", "", "expected-failures file: lines \"ID-or-pattern # reason\" (ID as operation/case, * matches anything); listed failures do not fail the run, listed cases that pass do")
 	fs.DurationVar(&o.shortLifetime, "short-lifetimes", 0, "the server under test was started with this validation token and session lifetime (the -exec command gets it as CONFORMANCE_SHORT_LIFETIME and CONFORMANCE_SHORT_LIFETIME_SECONDS): run the expiry cases only")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: sigil-conformance [flags] BASE_URL")
+		fmt.Fprintln(stderr, "usage: sigil-conformance [flags] BASE_URL\n       sigil-conformance -version")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
