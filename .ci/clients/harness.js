@@ -89,6 +89,13 @@ function decodeQP(s) {
   return s.replace(/=\r?\n/g, "").replace(/=([0-9A-F]{2})/g, (_, h) => String.fromCharCode(parseInt(h, 16)));
 }
 
+// submitLink is the validation link in a mail's text (what the user clicks).
+export function submitLink(text) {
+  const m = text.match(/https?:\/\/\S*\/validate\/email\/submitToken\?[^\s"<>]+/);
+  if (!m) throw new Error(`no submitToken link in the mail:\n${text}`);
+  return m[0].replace(/&amp;/g, "&");
+}
+
 // sigilBinary builds ./cmd/sigil once unless SIGIL_BIN names one.
 function sigilBinary(dir) {
   if (process.env.SIGIL_BIN) return process.env.SIGIL_BIN;
@@ -261,6 +268,30 @@ terms:
     async mailTo(address) {
       const a = address.toLowerCase();
       return mails.wait((m) => m.to.some((t) => t.toLowerCase() === a));
+    },
+    // post sends JSON to Sigil as a homeserver (or a browser) would.
+    async post(path, body, headers = {}) {
+      const res = await fetch(baseUrl + path, {
+        method: "POST",
+        headers: { "Content-Type": "application/json", ...headers },
+        body: JSON.stringify(body),
+      });
+      return { status: res.status, body: await res.json() };
+    },
+    // bindEmail makes address discoverable as mxid the way Element and its
+    // homeserver do, in plain HTTP: requestToken, the mailed link, then the
+    // homeserver's /3pid/bind with the user's identity-server token.
+    async bindEmail(token, mxid, address) {
+      const auth = { Authorization: `Bearer ${token}` };
+      const secret = crypto.randomBytes(12).toString("hex");
+      const req = await this.post("/_matrix/identity/v2/validate/email/requestToken", { email: address, client_secret: secret, send_attempt: 1 }, auth);
+      if (req.status !== 200) throw new Error(`requestToken: ${req.status} ${JSON.stringify(req.body)}`);
+      const mail = await mails.wait((m) => m.to.includes(address.toLowerCase()) && m.text.includes(req.body.sid));
+      const res = await fetch(submitLink(mail.text));
+      if (res.status !== 200) throw new Error(`submitToken link: ${res.status}`);
+      const bind = await this.post("/_matrix/identity/v2/3pid/bind", { sid: req.body.sid, client_secret: secret, mxid }, auth);
+      if (bind.status !== 200) throw new Error(`bind: ${bind.status} ${JSON.stringify(bind.body)}`);
+      return bind.body;
     },
     async stop() {
       if (exited === null) {
