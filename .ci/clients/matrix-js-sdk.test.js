@@ -228,7 +228,7 @@ describe(SDK, () => {
     assert.deepEqual(await client.lookupThreePid("msisdn", msisdn, token), {});
   });
 
-  it(name("disconnect: logout (no SDK method; Element drops the token), then the token is refused (401 M_UNAUTHORIZED, the spec's code)", `POST ${V2}/account/logout`), async () => {
+  it(name("disconnect: logout (no SDK method: a plain POST), then getIdentityAccount is refused (401 M_UNAUTHORIZED, the spec's code)", `POST ${V2}/account/logout`), async () => {
     const res = await post(`${V2}/account/logout`, {}, { Authorization: `Bearer ${token}` });
     assert.equal(res.status, 200, JSON.stringify(res.body));
     await assert.rejects(client.getIdentityAccount(token), (e) => e.errcode === "M_UNAUTHORIZED" && e.httpStatus === 401);
