@@ -47,6 +47,18 @@ export function canonicalJSON(v) {
   return JSON.stringify(v);
 }
 
+// verifySigned checks obj's ed25519 signature by server (key ID keyID) with
+// an unpadded-base64 public key, as a homeserver checks what Sigil signed.
+export function verifySigned(obj, server, keyID, publicKey) {
+  const { signatures, unsigned, ...rest } = obj;
+  const sig = signatures?.[server]?.[keyID];
+  if (!sig) return false;
+  const raw = Buffer.from(publicKey.replace(/-/g, "+").replace(/_/g, "/"), "base64");
+  // A raw ed25519 key becomes SPKI by this fixed 12-byte prefix.
+  const key = crypto.createPublicKey({ key: Buffer.concat([Buffer.from("302a300506032b6570032100", "hex"), raw]), format: "der", type: "spki" });
+  return crypto.verify(null, Buffer.from(canonicalJSON(rest)), key, Buffer.from(sig.replace(/-/g, "+").replace(/_/g, "/"), "base64"));
+}
+
 const unpadded = (buf) => Buffer.from(buf).toString("base64").replace(/=+$/, "");
 
 // Waiter collects things (mails, texts, onbinds) and lets a test wait for

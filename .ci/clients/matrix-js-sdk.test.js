@@ -17,7 +17,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { createClient, SERVICE_TYPES } from "matrix-js-sdk";
 import { logger } from "matrix-js-sdk/lib/logger.js";
-import { startWorld, submitLink } from "./harness.js";
+import { startWorld, submitLink, verifySigned } from "./harness.js";
 
 // The SDK logs every request at debug; keep the test output to the results.
 logger.setLevel("warn");
@@ -30,7 +30,7 @@ describe(SDK, () => {
   let w, client, token, mxid;
   const email = "Alice.Discovery@Example.org";
   const emailSecret = "js-sdk-email-secret";
-  let emailSid, emailLink;
+  let emailSid, emailLink, association;
   const phoneSecret = "js-sdk-phone-secret";
   const msisdn = "447400123456";
   let phoneSid;
@@ -114,6 +114,16 @@ describe(SDK, () => {
     assert.equal(res.body.medium, "email");
     assert.equal(res.body.mxid, mxid);
     assert.ok(res.body.signatures?.[w.name], "signed by the identity server");
+    association = res.body;
+  });
+
+  it(name("the association's signature, with the key Sigil publishes", `GET ${V2}/pubkey/{keyId}`), async () => {
+    const [keyID] = Object.keys(association.signatures[w.name]);
+    const res = await fetch(`${w.baseUrl}${V2}/pubkey/${encodeURIComponent(keyID)}`);
+    assert.equal(res.status, 200);
+    const { public_key } = await res.json();
+    assert.ok(verifySigned(association, w.name, keyID, public_key), "the signature verifies");
+    assert.ok(!verifySigned({ ...association, mxid: "@mallory:example.org" }, w.name, keyID, public_key), "and fails on a changed body");
   });
 
   it(name('requestMsisdnToken (country "GB", national number, send_attempt "1")', `POST ${V2}/validate/msisdn/requestToken`), async () => {
@@ -209,7 +219,16 @@ describe(SDK, () => {
     assert.equal(onbind.mxid, bobMxid);
     assert.equal(onbind.invites.length, 1);
     assert.equal(onbind.invites[0].token, invite.token);
-    assert.ok(onbind.invites[0].signed?.signatures?.[w.name], "the invite's signed block, signed by Sigil");
+    // The invitee's homeserver accepts the invite when the signed block
+    // verifies with one of the public keys store-invite returned.
+    const signed = onbind.invites[0].signed;
+    assert.equal(signed.mxid, bobMxid);
+    assert.equal(signed.token, invite.token);
+    const keyIDs = Object.keys(signed.signatures?.[w.name] ?? {});
+    assert.ok(
+      keyIDs.some((id) => invite.public_keys.some((k) => verifySigned(signed, w.name, id, k.public_key))),
+      `the signed block verifies with a store-invite public key (${keyIDs})`,
+    );
   });
 
   it(name("unbind the email (homeserver leg: Synapse's /account/3pid/unbind, X-Matrix signed)", `POST ${V2}/3pid/unbind`), async () => {
