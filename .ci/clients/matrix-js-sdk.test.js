@@ -229,6 +229,8 @@ describe(SDK, () => {
       keyIDs.some((id) => invite.public_keys.some((k) => verifySigned(signed, w.name, id, k.public_key))),
       `the signed block verifies with a store-invite public key (${keyIDs})`,
     );
+    const forged = { ...signed, mxid: "@mallory:example.org" };
+    assert.ok(!keyIDs.some((id) => invite.public_keys.some((k) => verifySigned(forged, w.name, id, k.public_key))), "and not when changed");
   });
 
   it(name("unbind the email (homeserver leg: Synapse's /account/3pid/unbind, X-Matrix signed)", `POST ${V2}/3pid/unbind`), async () => {
