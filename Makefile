@@ -56,6 +56,13 @@ conformance:
 conformance-postgres:
 	POSTGRES_URL='$(POSTGRES_URL)' ./.ci/conformance postgres $(CONFORMANCE_FLAGS)
 
+## clients: real client SDKs from npm (matrix-js-sdk, matrix-bot-sdk; .ci/clients/package-lock.json) drive their
+##          identity-server calls, as Element's Discovery settings and invite dialog make them, against the
+##          sigil binary (node --test; the table of calls goes to .ci/out/clients.md; see .ci/clients/README.md)
+.PHONY: clients
+clients:
+	./.ci/clients/run
+
 ## conformance-strict: the same with Sigil's stricter choices (-profile strict)
 ## conformance-expiry: the expiry cases, Sigil started with 2s token and session lifetimes
 ## mutants: plants one-line bugs in a copy of Sigil; fails unless sigil-conformance catches each
