@@ -110,7 +110,8 @@ func cmdCheck(c *cli, fs *flag.FlagSet) func(context.Context, []string) error {
 		}
 		report("templates", "mails and pages loaded", err)
 		_, err = federationTLS(cfg.Federation, c.log)
-		report("federation", "TLS settings usable", err)
+		report("federation", fmt.Sprintf("TLS settings usable; onbind calls: %d at once, at most %d to one homeserver",
+			cfg.Federation.OnBindConcurrency, cfg.Federation.OnBindPerDestination), err)
 		ok, err = checkSMTP(dctx, cfg)
 		report("smtp", ok, err)
 		if failed > 0 {

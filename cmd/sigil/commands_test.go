@@ -147,7 +147,8 @@ func TestCheck(t *testing.T) {
 	})
 	s.app().Close() // first start: creates the database and the key
 	out := s.mustRun("check")
-	for _, want := range []string{"ok   database", "ok   signing_key", "ed25519:0", "ok   smtp", "said hello", "configuration is valid"} {
+	for _, want := range []string{"ok   database", "ok   signing_key", "ed25519:0", "ok   smtp", "said hello",
+		"onbind calls: 16 at once, at most 2 to one homeserver", "configuration is valid"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("check output lacks %q:\n%s", want, out)
 		}

@@ -123,6 +123,14 @@ type FederationConfig struct {
 	// InsecureSkipVerify accepts any certificate from homeservers: for
 	// test setups only; Sigil warns at every start.
 	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
+	// OnBindConcurrency is how many onbind calls (invites delivered when
+	// their 3PID is bound) run at once, to all homeservers together.
+	OnBindConcurrency int `yaml:"onbind_concurrency"`
+	// OnBindPerDestination is how many of them may go to one homeserver at
+	// once: a homeserver that does not answer holds this many of the
+	// onbind_concurrency slots and no more, so the others' invites are not
+	// held up behind it.
+	OnBindPerDestination int `yaml:"onbind_per_destination"`
 }
 
 // DocsConfig is the API documentation (outside /_matrix).
@@ -202,7 +210,7 @@ func Defaults() Config {
 		Limits:          LimitConfig{MaxBodyBytes: 1 << 20, MailEvery: Duration{time.Minute}, MailBurst: 5},
 		API:             APIConfig{V1: true},
 		Lookup:          LookupConfig{MaxAddresses: 10000},
-		Federation:      FederationConfig{Timeout: Duration{10 * time.Second}},
+		Federation:      FederationConfig{Timeout: Duration{10 * time.Second}, OnBindConcurrency: 16, OnBindPerDestination: 2},
 		ShutdownTimeout: Duration{10 * time.Second},
 		Retention: RetentionConfig{
 			ExpiredSessions: Duration{time.Hour}, Invites: Duration{30 * 24 * time.Hour},
@@ -654,6 +662,15 @@ func (c Config) Validate() error {
 				bad("terms[%d].languages.%s needs a name and an absolute url", i, lang)
 			}
 		}
+	}
+	if c.Federation.OnBindConcurrency <= 0 {
+		bad("federation.onbind_concurrency must be positive, got %d", c.Federation.OnBindConcurrency)
+	}
+	if c.Federation.OnBindPerDestination <= 0 || c.Federation.OnBindPerDestination > c.Federation.OnBindConcurrency {
+		// More per homeserver than in all would let one homeserver that
+		// does not answer take every slot: the others' invites would wait.
+		bad("federation.onbind_per_destination must be between 1 and federation.onbind_concurrency (%d), got %d",
+			c.Federation.OnBindConcurrency, c.Federation.OnBindPerDestination)
 	}
 	if c.ShutdownTimeout.Duration <= 0 {
 		bad("shutdown_timeout must be positive")

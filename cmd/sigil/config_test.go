@@ -147,6 +147,9 @@ func TestEverySettingFromTheEnvironment(t *testing.T) {
 			if s.typ.Kind() == reflect.Bool {
 				v = strconv.FormatBool(!reflect.ValueOf(Defaults()).FieldByIndex(s.index).Bool())
 			}
+			if s.Path == "federation.onbind_per_destination" {
+				v = "3" // at most onbind_concurrency (16 by default)
+			}
 			if s.typ.Kind() == reflect.String {
 				v = valid[s.Path]
 				if v == "" {
@@ -318,5 +321,27 @@ func TestPublicBaseURLFollowsListenAndServerName(t *testing.T) {
 				t.Errorf("warnings %q, want %q", got, tt.warning)
 			}
 		})
+	}
+}
+
+// The onbind limits are checked: none, or more calls to one homeserver
+// than in all (one hanging homeserver could then take every slot), is
+// refused with the setting's name.
+func TestOnBindConcurrencyValidated(t *testing.T) {
+	for _, env := range []map[string]string{
+		{"SIGIL_FEDERATION_ONBIND_CONCURRENCY": "0"},
+		{"SIGIL_FEDERATION_ONBIND_PER_DESTINATION": "0"},
+		{"SIGIL_FEDERATION_ONBIND_CONCURRENCY": "4", "SIGIL_FEDERATION_ONBIND_PER_DESTINATION": "5"},
+	} {
+		if _, err := LoadConfig("", envMap(env)); err == nil || !strings.Contains(err.Error(), "federation.onbind_") {
+			t.Errorf("%v: %v, want an error naming federation.onbind_*", env, err)
+		}
+	}
+	cfg, err := LoadConfig("", envMap(map[string]string{"SIGIL_FEDERATION_ONBIND_CONCURRENCY": "4", "SIGIL_FEDERATION_ONBIND_PER_DESTINATION": "4"}))
+	if err != nil || cfg.Federation.OnBindConcurrency != 4 || cfg.Federation.OnBindPerDestination != 4 {
+		t.Errorf("4 and 4: %v %+v", err, cfg.Federation)
+	}
+	if d := Defaults().Federation; d.OnBindConcurrency != 16 || d.OnBindPerDestination != 2 {
+		t.Errorf("defaults %d/%d, want 16/2", d.OnBindConcurrency, d.OnBindPerDestination)
 	}
 }

@@ -118,6 +118,9 @@ func (a *app) wire(cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	svc.ConfigureOnBind(identity.OnBindOptions{
+		Concurrency: cfg.Federation.OnBindConcurrency, PerDestination: cfg.Federation.OnBindPerDestination,
+	})
 	a.identity, a.key, a.mail = svc, key, sender
 	a.metrics.WatchStore(a.store, log)
 	return nil

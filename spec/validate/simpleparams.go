@@ -82,7 +82,7 @@ func (ps simpleParams) accepts(c echo.Context, req *http.Request) bool {
 	if len(ps) == 0 {
 		return true
 	}
-	query := req.URL.Query()
+	query := c.QueryParams() // Echo's, parsed once a request
 	for _, p := range ps {
 		var v string
 		if p.inPath {
