@@ -123,6 +123,12 @@ soak:
 soak-quick:
 	$(GO) run ./cmd/sigil-load -soak 2m -soak-n 100000 -soak-interval 10s -soak-clients 500 -soak-lifetime 15s $(SOAK_FLAGS)
 
+## soak-onbind: one homeserver that never answers onbind calls, four healthy ones; fails if any healthy
+##              invite arrives more than 1 s after its bind (about 11 s; also part of make test)
+.PHONY: soak-onbind
+soak-onbind:
+	$(GO) test -count=1 -v -run '^TestOnBindHangingHomeserverDelaysNoOther$$' ./cmd/sigil/
+
 ## load-quick: the load benchmark on SQLite with 10k bindings, 3 s per workload
 load-quick:
 	$(GO) run ./cmd/sigil-load -n 10000 -db sqlite -duration 3s -warmup 1s $(LOAD_FLAGS)

@@ -314,6 +314,12 @@ type scaleResult struct {
 	// work spreads over the cores without contention.
 	OneCPUMS float64 `json:"one_core_cpu_ms_per_request"`
 	AllCPUMS float64 `json:"cpu_ms_per_request"`
+	// CPURatio is cores × OneCPUMS / AllCPUMS: the throughput on all the
+	// cores against one if the server had them to itself. On a 2-core
+	// machine the generator shares them in the scaling rows (and takes a
+	// fifth of a bulk request's CPU), so Ratio cannot reach 2 however well
+	// the server scales; this says how well it does.
+	CPURatio float64 `json:"cpu_ratio"`
 }
 
 // measure warms the server up with wl, then runs it for d while reading

@@ -279,3 +279,11 @@ func TestSeededServer(t *testing.T) {
 type fixedSource struct{}
 
 func (*fixedSource) Uint64() uint64 { return 0 }
+
+func TestCPUCount(t *testing.T) {
+	for list, want := range map[string]int{"0": 1, "0,1": 2, "0-3": 4, "0-3,6": 5, "1-2,4-5": 4, "": 1, "x": 1} {
+		if got := cpuCount(list); got != want {
+			t.Errorf("cpuCount(%q) = %d, want %d", list, got, want)
+		}
+	}
+}

@@ -388,8 +388,30 @@ func runOne(ctx context.Context, o options, bin, work, db string, n int) (runRes
 		if sc.OneRPS > 0 {
 			sc.Ratio = sc.AllRPS / sc.OneRPS
 		}
-		fmt.Fprintf(os.Stderr, "  %-14s cores %s: %8.0f req/s, %.2f× one core\n", name, o.scaleCPUs, r.RPS, sc.Ratio)
+		if sc.AllCPUMS > 0 {
+			sc.CPURatio = float64(cpuCount(o.scaleCPUs)) * sc.OneCPUMS / sc.AllCPUMS
+		}
+		fmt.Fprintf(os.Stderr, "  %-14s cores %s: %8.0f req/s, %.2f× one core (by CPU per request %.2f×)\n", name, o.scaleCPUs, r.RPS, sc.Ratio, sc.CPURatio)
 		res.Scaling = append(res.Scaling, sc)
 	}
 	return res, nil
+}
+
+// cpuCount is the number of cores in a taskset list ("0,1", "0-3,6").
+func cpuCount(list string) int {
+	n := 0
+	for _, part := range strings.Split(list, ",") {
+		lo, hi, isRange := strings.Cut(strings.TrimSpace(part), "-")
+		a, errA := strconv.Atoi(lo)
+		if !isRange {
+			if errA == nil {
+				n++
+			}
+			continue
+		}
+		if b, errB := strconv.Atoi(hi); errA == nil && errB == nil && b >= a {
+			n += b - a + 1
+		}
+	}
+	return max(n, 1)
 }

@@ -85,9 +85,10 @@ func (r runResult) markdown() string {
 			w.Name, w.RPS, bare, ratio, perCore, w.P50MS, w.P99MS, w.ServerCPUMS, bareCPU, w.GenCPUMS, w.OtherCPUMS, errs)
 	}
 	if len(r.Scaling) > 0 {
-		b.WriteString("\n| workload | one core req/s | cores " + r.Scaling[0].CPUs + " req/s | ratio | server CPU ms/req, one core | on cores " + r.Scaling[0].CPUs + " |\n|---|---:|---:|---:|---:|---:|\n")
+		b.WriteString("\n| workload | one core req/s | cores " + r.Scaling[0].CPUs + " req/s | ratio | server CPU ms/req, one core | on cores " + r.Scaling[0].CPUs +
+			" | ratio by CPU |\n|---|---:|---:|---:|---:|---:|---:|\n")
 		for _, sc := range r.Scaling {
-			fmt.Fprintf(&b, "| %s | %.0f | %.0f | %.2f | %.3f | %.3f |\n", sc.Name, sc.OneRPS, sc.AllRPS, sc.Ratio, sc.OneCPUMS, sc.AllCPUMS)
+			fmt.Fprintf(&b, "| %s | %.0f | %.0f | %.2f | %.3f | %.3f | %.2f |\n", sc.Name, sc.OneRPS, sc.AllRPS, sc.Ratio, sc.OneCPUMS, sc.AllCPUMS, sc.CPURatio)
 		}
 	}
 	for _, w := range r.Workloads {

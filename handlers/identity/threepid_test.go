@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"fmt"
 	"testing"
 
 	"golang.org/x/text/cases"
@@ -62,9 +63,32 @@ func TestCheckMXIDAndSecret(t *testing.T) {
 }
 
 func TestFoldCaseMatchesUnicodeFolding(t *testing.T) {
-	for _, s := range []string{"alice@example.org", "Alice@Example.ORG", "Strauß@Example.com", "ǅ@x", "KELVIN\u212a@x", "İstanbul@x", ""} {
+	samples := []string{"alice@example.org", "Alice@Example.ORG", "Strauß@Example.com", "ǅ@x", "KELVIN\u212a@x", "İstanbul@x", "",
+		"abcdefgh", "abcdefgH", "Abcdefgh", "abcdefghijklmnoZ", "@[`{@[`{@[`{@[`{", "\x7f\x7f\x7f\x7f\x7f\x7f\x7f\x7fA", "aaaaaaaaé"}
+	// Every ASCII byte at every place of a word and of the tail.
+	for c := 0; c < 0x80; c++ {
+		for at := 0; at < 11; at++ {
+			b := []byte("xxxxxxxxxxx")
+			b[at] = byte(c)
+			samples = append(samples, string(b))
+		}
+	}
+	for _, s := range samples {
 		if got, want := foldCase(s), cases.Fold().String(s); got != want {
 			t.Errorf("foldCase(%q) = %q, want %q", s, got, want)
+		}
+	}
+}
+
+// BenchmarkFoldCase: what a 1,000-address bulk lookup folds.
+func BenchmarkFoldCase(b *testing.B) {
+	addrs := make([]string, 1000)
+	for i := range addrs {
+		addrs[i] = fmt.Sprintf("user%d@load.example.org", i*977)
+	}
+	for b.Loop() {
+		for _, a := range addrs {
+			foldCase(a)
 		}
 	}
 }
