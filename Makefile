@@ -27,6 +27,14 @@ dist:
 dist-check: dist
 	./.ci/dist-check
 
+## image: the container image sigil:VERSION (deploy/image: the static binaries FROM scratch, user 65532, /data volume)
+##        with podman; image-check also runs it (a lookup, a restart with the data kept, a mounted configuration)
+.PHONY: image image-check
+image:
+	./.ci/image build
+image-check:
+	./.ci/image check
+
 ## nocgo-check: CGO_ENABLED=0 builds everything; such a sigil refuses SQLite with a clear error and serves PostgreSQL
 nocgo-check:
 	POSTGRES_URL='$(POSTGRES_URL)' ./.ci/nocgo
