@@ -1,9 +1,7 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -56,18 +54,15 @@ func TestOnBindHangingHomeserverDelaysNoOther(t *testing.T) {
 		hs := fedtest.Start(t)
 		hs.Handle(fedtest.OnBindPath, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			at := time.Now()
-			body, _ := io.ReadAll(r.Body)
-			var parsed struct {
-				Invites []struct{ Token string } `json:"invites"`
-			}
-			if err := json.Unmarshal(body, &parsed); err != nil {
+			tokens, err := fedtest.InviteTokens(r)
+			if err != nil {
 				http.Error(w, "bad body", http.StatusBadRequest)
 				return
 			}
 			mu.Lock()
-			for _, inv := range parsed.Invites {
-				if _, seen := arrived[inv.Token]; !seen {
-					arrived[inv.Token] = at
+			for _, token := range tokens {
+				if _, seen := arrived[token]; !seen {
+					arrived[token] = at
 				}
 			}
 			mu.Unlock()

@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -33,19 +31,16 @@ func TestSIGTERMDuringOnBindSendsNoInviteTwice(t *testing.T) {
 		inFlight = make(chan struct{}, 100)
 	)
 	hs.Handle(fedtest.OnBindPath, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		var parsed struct {
-			Invites []struct{ Token string } `json:"invites"`
-		}
-		if err := json.Unmarshal(body, &parsed); err != nil {
+		tokens, err := fedtest.InviteTokens(r)
+		if err != nil {
 			http.Error(w, "bad body", http.StatusBadRequest)
 			return
 		}
 		// Like Dendrite: the invites are taken as soon as the call
 		// arrives; the answer comes later.
 		mu.Lock()
-		for _, inv := range parsed.Invites {
-			received[inv.Token]++
+		for _, token := range tokens {
+			received[token]++
 		}
 		wait := slow
 		mu.Unlock()

@@ -372,3 +372,21 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.WriteHeader(code)
 	w.Write(b)
 }
+
+// InviteTokens reads an onbind call's body and returns the tokens of the
+// invites it carries, for handlers that count deliveries per invite.
+func InviteTokens(r *http.Request) ([]string, error) {
+	var parsed struct {
+		Invites []struct {
+			Token string `json:"token"`
+		} `json:"invites"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&parsed); err != nil {
+		return nil, fmt.Errorf("onbind body: %w", err)
+	}
+	tokens := make([]string, 0, len(parsed.Invites))
+	for _, inv := range parsed.Invites {
+		tokens = append(tokens, inv.Token)
+	}
+	return tokens, nil
+}
