@@ -64,4 +64,6 @@ msisdn.ratelimit.burst = 1000
 msisdn.ratelimit.rate_hz = 100
 CONF
 cd "$dir"
-SYDENT_CONF="$dir/sydent.conf" exec python3 -m sydent.sydent
+# PYTHON: the interpreter with those packages (Debian's /usr/bin/python3 when
+# pyenv or a virtualenv comes first on PATH).
+SYDENT_CONF="$dir/sydent.conf" exec "${PYTHON:-python3}" -m sydent.sydent

@@ -270,36 +270,49 @@ func (f *flow) boundOf(t *T, medium, addr string) bool {
 	return f.lookupV2(t, "sha256", resp.Str("lookup_pepper"), h)[h] != nil
 }
 
+// boundSession validates a new address of the case's own and binds it to
+// f.mxid: every unbind case unbinds (or fails to unbind) its own binding,
+// so a server that wrongly accepts one unbind changes no other verdict.
+func (f *flow) boundSession(t *T, label string) session {
+	s := f.newSession(t, label+"-"+strings.ToLower(randomString(6)))
+	t.Expect(f.submit(t, s, s.token), 200, "")
+	f.bind(t, "/3pid/bind", s, f.mxid)
+	return s
+}
+
 func (f *flow) unbind(ctx context.Context) {
 	r := f.r
 	op := f.op("unbindV1", "unbindV2")
 	stepBind := f.stepName(f.op("bind3pid", "bindV2"), caseBind)
-	stepInvitee := f.stepName(f.op("storeInvite", "storeInviteV2"), caseOnbindSes)
 	threepid := func(addr string) map[string]any { return map[string]any{"medium": "email", "address": addr} }
 	r.Case(ctx, op, "session of another 3PID: 403 M_FORBIDDEN", func(t *T) {
 		t.Need(stepBind)
+		own := f.boundSession(t, "unbind")
 		resp := t.Do(Req{Method: "POST", Path: f.path("/3pid/unbind"), Body: map[string]any{
-			"sid": f.s.sid, "client_secret": f.s.secret, "mxid": f.mxid, "threepid": threepid("other-" + randomString(6) + "@example.org")}})
+			"sid": own.sid, "client_secret": own.secret, "mxid": f.mxid, "threepid": threepid("other-" + randomString(6) + "@example.org")}})
 		t.Expect(resp, 403, "M_FORBIDDEN")
 	})
 	r.Case(ctx, op, "wrong client_secret: 4xx", func(t *T) {
 		t.Need(stepBind)
+		own := f.boundSession(t, "unbind")
 		resp := t.Do(Req{Method: "POST", Path: f.path("/3pid/unbind"), Body: map[string]any{
-			"sid": f.s.sid, "client_secret": "wrong" + randomString(6), "mxid": f.mxid, "threepid": threepid(f.s.addr)}})
+			"sid": own.sid, "client_secret": "wrong" + randomString(6), "mxid": f.mxid, "threepid": threepid(own.addr)}})
 		t.ExpectError(resp, nil)
 	})
 	r.Case(ctx, op, "neither a session nor a signature: 4xx", func(t *T) {
 		t.Need(stepBind)
-		resp := t.Do(Req{Method: "POST", Path: f.path("/3pid/unbind"), Body: map[string]any{"mxid": f.mxid, "threepid": threepid(f.s.addr)}})
+		own := f.boundSession(t, "unbind")
+		resp := t.Do(Req{Method: "POST", Path: f.path("/3pid/unbind"), Body: map[string]any{"mxid": f.mxid, "threepid": threepid(own.addr)}})
 		t.ExpectError(resp, nil)
 	})
 	r.Case(ctx, op, "by sid and client_secret: unbound", func(t *T) {
 		t.Need(stepBind)
+		own := f.boundSession(t, "unbind")
 		resp := t.Do(Req{Method: "POST", Path: f.path("/3pid/unbind"), Body: map[string]any{
-			"sid": f.s.sid, "client_secret": f.s.secret, "mxid": f.mxid, "threepid": threepid(f.s.addr)}})
+			"sid": own.sid, "client_secret": own.secret, "mxid": f.mxid, "threepid": threepid(own.addr)}})
 		t.Expect(resp, 200, "")
-		if f.bound(t, f.s.addr) {
-			t.Errorf("%s is still found by lookup after the unbind", f.s.addr)
+		if f.bound(t, own.addr) {
+			t.Errorf("%s is still found by lookup after the unbind", own.addr)
 		}
 	})
 	signed := func(t *T, body map[string]any) Req {
@@ -311,16 +324,18 @@ func (f *flow) unbind(ctx context.Context) {
 		return Req{Method: "POST", Path: f.path("/3pid/unbind"), Body: raw, Header: map[string][]string{"Authorization": {auth}}}
 	}
 	r.Case(ctx, op, "X-Matrix with a bad signature: 401 or 403", func(t *T) {
-		t.Need(stepInvitee)
-		req := signed(t, map[string]any{"mxid": f.mxid, "threepid": threepid(f.invitee.addr)})
+		t.Need(stepBind)
+		own := f.boundSession(t, "unbind")
+		req := signed(t, map[string]any{"mxid": f.mxid, "threepid": threepid(own.addr)})
 		h := req.Header.Get("Authorization")
 		i := strings.Index(h, `sig="`) + len(`sig="`)
 		req.Header.Set("Authorization", h[:i]+flipBase64(h[i:i+1])+h[i+1:])
 		t.ExpectError(t.Do(req), []int{401, 403})
 	})
 	r.Case(ctx, op, "X-Matrix signed for another identity server: 401 or 403", func(t *T) {
-		t.Need(stepInvitee)
-		body, _ := json.Marshal(map[string]any{"mxid": f.mxid, "threepid": threepid(f.invitee.addr)})
+		t.Need(stepBind)
+		own := f.boundSession(t, "unbind")
+		body, _ := json.Marshal(map[string]any{"mxid": f.mxid, "threepid": threepid(own.addr)})
 		auth, err := r.cfg.Homeserver.SignRequest("POST", f.path("/3pid/unbind"), "other-identity.example.org", body)
 		if err != nil {
 			t.Fatalf("sign: %v", err)
@@ -328,26 +343,30 @@ func (f *flow) unbind(ctx context.Context) {
 		t.ExpectError(t.Do(Req{Method: "POST", Path: f.path("/3pid/unbind"), Body: body, Header: map[string][]string{"Authorization": {auth}}}), []int{401, 403})
 	})
 	r.Case(ctx, op, "X-Matrix signature over another body: 401 or 403", func(t *T) {
-		t.Need(stepInvitee)
+		t.Need(stepBind)
+		own := f.boundSession(t, "unbind")
 		req := signed(t, map[string]any{"mxid": f.mxid, "threepid": threepid("someone-else@example.org")})
-		req.Body, _ = json.Marshal(map[string]any{"mxid": f.mxid, "threepid": threepid(f.invitee.addr)})
+		req.Body, _ = json.Marshal(map[string]any{"mxid": f.mxid, "threepid": threepid(own.addr)})
 		t.ExpectError(t.Do(req), []int{401, 403})
 	})
 	r.Case(ctx, op, "X-Matrix naming a key the homeserver does not publish: 401 or 403", func(t *T) {
-		t.Need(stepInvitee)
-		req := signed(t, map[string]any{"mxid": f.mxid, "threepid": threepid(f.invitee.addr)})
+		t.Need(stepBind)
+		own := f.boundSession(t, "unbind")
+		req := signed(t, map[string]any{"mxid": f.mxid, "threepid": threepid(own.addr)})
 		req.Header.Set("Authorization", strings.Replace(req.Header.Get("Authorization"), HomeserverKeyID, "ed25519:unpublished", 1))
 		t.ExpectError(t.Do(req), []int{401, 403})
 	})
 	r.Case(ctx, op, "X-Matrix for a user of another server: 403 M_FORBIDDEN", func(t *T) {
-		t.Need(stepInvitee)
-		t.ExpectError(t.Do(signed(t, map[string]any{"mxid": "@conf:elsewhere.example.org", "threepid": threepid(f.invitee.addr)})), []int{403}, "M_FORBIDDEN")
+		t.Need(stepBind)
+		own := f.boundSession(t, "unbind")
+		t.ExpectError(t.Do(signed(t, map[string]any{"mxid": "@conf:elsewhere.example.org", "threepid": threepid(own.addr)})), []int{403}, "M_FORBIDDEN")
 	})
 	r.Case(ctx, op, "X-Matrix signed by the user's homeserver: unbound", func(t *T) {
-		t.Need(stepInvitee)
-		t.Expect(t.Do(signed(t, map[string]any{"mxid": f.mxid, "threepid": threepid(f.invitee.addr)})), 200, "")
-		if f.bound(t, f.invitee.addr) {
-			t.Errorf("%s is still found by lookup after the unbind", f.invitee.addr)
+		t.Need(stepBind)
+		own := f.boundSession(t, "unbind")
+		t.Expect(t.Do(signed(t, map[string]any{"mxid": f.mxid, "threepid": threepid(own.addr)})), 200, "")
+		if f.bound(t, own.addr) {
+			t.Errorf("%s is still found by lookup after the unbind", own.addr)
 		}
 	})
 }

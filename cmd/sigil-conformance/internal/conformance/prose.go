@@ -64,13 +64,27 @@ func (r *Runner) tally(op string) *transportTally {
 // answered: every answer carried Access-Control-Allow-Origin, and every
 // JSON answer was labelled application/json. They are separate from the
 // logic cases, so one header bug fails two cases, not all of them.
+// The transport cases: run-wide tallies of an operation's answers, so the
+// one kind of case whose verdict depends on which other cases ran.
+const (
+	caseCORSAnswers = "every answer carries Access-Control-Allow-Origin"
+	caseJSONType    = "JSON answers carry Content-Type: application/json"
+)
+
 func (r *Runner) transportCases() {
 	for _, o := range r.operations() {
 		tl := r.transport[o.id]
 		if tl == nil || tl.answers == 0 {
+			if len(r.cfg.Only) > 0 {
+				// Selected alone, a transport case has nothing to judge:
+				// say so rather than leave it out silently.
+				why := "judges the answers this operation's other cases got, and none ran: select them too (-only '^" + regexp.QuoteMeta(o.id) + "/')"
+				r.SkipCase(o.id, caseCORSAnswers, why)
+				r.SkipCase(o.id, caseJSONType, why)
+			}
 			continue
 		}
-		r.Case(context.Background(), o.id, "every answer carries Access-Control-Allow-Origin", func(t *T) {
+		r.Case(context.Background(), o.id, caseCORSAnswers, func(t *T) {
 			if !r.strict() {
 				// §Web browser clients: servers MUST support OPTIONS (the
 				// pre-flight cases) but SHOULD send the headers on answers.
@@ -80,7 +94,7 @@ func (r *Runner) transportCases() {
 				t.Errorf("%d of %d answers lack it, e.g. %s", tl.noCORS, tl.answers, tl.noCORSExample)
 			}
 		})
-		r.Case(context.Background(), o.id, "JSON answers carry Content-Type: application/json", func(t *T) {
+		r.Case(context.Background(), o.id, caseJSONType, func(t *T) {
 			if tl.badCT > 0 {
 				t.Errorf("%d of %d answers have another content type, e.g. %s", tl.badCT, tl.answers, tl.badCTExample)
 			}
