@@ -1,14 +1,15 @@
-# Shared by the CI scripts that start a Sigil they did not build the test
-# harness for (.ci/systemd-boot, .ci/image): the README's "Try it" flow on v1.
+# Shared by the CI scripts that start a Sigil outside the Go test harness
+# (.ci/systemd-boot, .ci/image, .ci/dist-check, .ci/nocgo): a free port, waiting
+# for readiness, and the README's "Try it" flow on v1.
 
 # free_port prints a free loopback TCP port.
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-# wait_ready BASE: until /readyz answers 200 (10 s at most).
+# wait_ready BASE [SECONDS]: until /readyz answers 200 (10 s unless told).
 wait_ready() {
-  for _ in $(seq 100); do curl -fsS "$1/readyz" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  for _ in $(seq $((${2:-10} * 10))); do curl -fsS "$1/readyz" >/dev/null 2>&1 && return 0; sleep 0.1; done
   echo "no answer from $1/readyz"; return 1
 }
 
