@@ -81,7 +81,7 @@ func (a association) signPlain(key signing.Key, serverName string) (_ []byte, ok
 	buf = strconv.AppendInt(buf, a.TS, 10)
 	buf = append(buf, '}')
 	var sig [ed25519.SignatureSize]byte
-	copy(sig[:], ed25519.Sign(key.Private, buf))
+	copy(sig[:], key.Sign(buf))
 	tail := string(buf[tsAt:])
 	buf = append(buf[:tsAt], `,"signatures":{"`...)
 	buf = append(buf, serverName...)

@@ -183,7 +183,7 @@ func signObject(obj map[string]any, key Key) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return base64.RawStdEncoding.EncodeToString(ed25519.Sign(key.Private, buf)), nil
+	return base64.RawStdEncoding.EncodeToString(key.Sign(buf)), nil
 }
 
 // Signature returns the unpadded base64 signature by key over the canonical
