@@ -31,6 +31,10 @@ import (
 	"github.com/sigil-matrix/sigil/store"
 )
 
+// sydentTested is the Sydent version the comparison was written and
+// checked against (commit a37d60b).
+const sydentTested = "2.6.1"
+
 // sydentUser owns Sydent's v2 access token.
 const sydentUser = loadUser
 
@@ -68,6 +72,9 @@ func checkSydent(dir, python string) (string, error) {
 	if data, err := os.ReadFile(filepath.Join(dir, "pyproject.toml")); err == nil {
 		if m := regexp.MustCompile(`(?m)^version = "([^"]+)"`).FindSubmatch(data); m != nil {
 			desc += " " + string(m[1])
+			if string(m[1]) != sydentTested {
+				fmt.Fprintf(os.Stderr, "sigil-load: warning: %s is Sydent %s; the comparison was written against %s (a37d60b)\n", dir, m[1], sydentTested)
+			}
 		}
 	}
 	if rev, err := exec.Command("git", "-C", dir, "rev-parse", "--short=7", "HEAD").Output(); err == nil {
