@@ -240,12 +240,6 @@ func run(ctx context.Context, o options) error {
 			if err != nil {
 				return fmt.Errorf("%s N=%d: %w", db, n, err)
 			}
-			if o.sydentDir != "" && db == "sqlite" {
-				res.SydentVersion, res.SydentConcurrency = o.sydentVersion, o.sydentConcurrency
-				if err := runSydent(ctx, o, work, n, &res); err != nil {
-					return fmt.Errorf("Sydent, N=%d: %w", n, err)
-				}
-			}
 			rep.Runs = append(rep.Runs, res)
 			fmt.Println(res.markdown())
 		}
@@ -316,6 +310,19 @@ func runOne(ctx context.Context, o options, bin, work, db string, n int) (runRes
 		defer bare.stop()
 	}
 
+	// Sydent (-sydent, SQLite runs): on the same cores, its own database
+	// with the same bindings, the same request bodies.
+	var (
+		syd      *server
+		sydPools *pools
+	)
+	if o.sydentDir != "" && db == "sqlite" {
+		if syd, sydPools, err = startSydentRun(ctx, o, work, n, &res); err != nil {
+			return res, fmt.Errorf("Sydent: %w", err)
+		}
+		defer syd.stop()
+	}
+
 	pools := benchPools(n, fx)
 	for _, name := range o.workloads {
 		if err := ctx.Err(); err != nil {
@@ -327,15 +334,16 @@ func runOne(ctx context.Context, o options, bin, work, db string, n int) (runRes
 			path := filepath.Join(o.profileDir, fmt.Sprintf("%s-%d-%s.pprof", db, n, name))
 			profiled = srv.profile(ctx, o.warmup, o.duration, path)
 		}
-		// Sigil and the baseline take turns, o.rounds times each, so that
-		// a change in the machine's other load (builds, other benchmarks)
-		// falls on both alike.
+		// Sigil, the baseline and Sydent take turns, o.rounds times each,
+		// so that a change in the machine's other load (builds, other
+		// benchmarks) falls on all alike.
+		withSydent := syd != nil && slices.Contains(o.sydentWorkloads, name)
 		rounds := 1
-		if bare != nil {
+		if bare != nil || withSydent {
 			rounds = max(1, o.rounds)
 		}
 		slice := max(time.Second, o.duration/time.Duration(rounds))
-		var mine, base []workloadResult
+		var mine, base, theirs []workloadResult
 		for k := range rounds {
 			warm := o.warmup
 			if k > 0 {
@@ -352,6 +360,13 @@ func runOne(ctx context.Context, o options, bin, work, db string, n int) (runRes
 					return res, fmt.Errorf("%s, net/http baseline: %w", name, err)
 				}
 				base = append(base, b)
+			}
+			if withSydent {
+				s, err := measure(ctx, syd, sydPools.workload(name), o.sydentConcurrency, warm, slice)
+				if err != nil {
+					return res, fmt.Errorf("%s, Sydent: %w", name, err)
+				}
+				theirs = append(theirs, s)
 			}
 		}
 		if profiled != nil {
@@ -373,6 +388,35 @@ func runOne(ctx context.Context, o options, bin, work, db string, n int) (runRes
 		fmt.Fprintf(os.Stderr, "  %-14s %8.0f req/s  p50 %.2f ms  p99 %.2f ms  errors %d  net/http %8.0f req/s  ratio %.2f, per core %.2f\n",
 			name, r.RPS, r.P50MS, r.P99MS, r.Errors, r.BareRPS, r.VsBare, r.VsBareCPU)
 		res.Workloads = append(res.Workloads, r)
+		if withSydent {
+			sr, err := sydentRow(syd, combine(theirs), &r)
+			res.Sydent = append(res.Sydent, sr)
+			if err != nil {
+				return res, err
+			}
+		}
+	}
+	if syd != nil {
+		// Sydent's workloads that Sigil did not run, alone.
+		for _, name := range o.sydentWorkloads {
+			if slices.Contains(o.workloads, name) {
+				continue
+			}
+			s, err := measure(ctx, syd, sydPools.workload(name), o.sydentConcurrency, o.warmup, o.duration)
+			if err != nil {
+				return res, fmt.Errorf("%s, Sydent: %w", name, err)
+			}
+			sr, err := sydentRow(syd, s, nil)
+			res.Sydent = append(res.Sydent, sr)
+			if err != nil {
+				return res, err
+			}
+		}
+		res.SydentPeakRSSMB = syd.memMB("VmHWM")
+		if err := syd.alive(); err != nil {
+			return res, err
+		}
+		syd.stop()
 	}
 	res.PeakRSSMB = srv.memMB("VmHWM")
 	if err := srv.alive(); err != nil {

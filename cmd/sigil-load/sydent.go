@@ -303,70 +303,68 @@ func verifySydent(ctx context.Context, base string, p *pools) error {
 	return nil
 }
 
-// runSydent runs the Sydent comparison for N = n on SQLite: Sydent creates
-// its schema, the bindings are written into it, Sydent starts again pinned
-// to the server's cores, answers are checked, and each of o.sydentWorkloads
-// is measured and set beside Sigil's row of the same run (res.Workloads).
-func runSydent(ctx context.Context, o options, work string, n int, res *runResult) error {
+// startSydentRun prepares the Sydent comparison for N = n (SQLite): Sydent
+// creates its schema at a first start, the bindings are written into it,
+// and Sydent starts again pinned to the server's cores. Its answers are
+// checked before anything is measured. The caller stops the server.
+func startSydentRun(ctx context.Context, o options, work string, n int, res *runResult) (*server, *pools, error) {
+	res.SydentVersion, res.SydentConcurrency = o.sydentVersion, o.sydentConcurrency
 	dir, err := os.MkdirTemp(work, fmt.Sprintf("sydent-%d-", n))
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	fmt.Fprintf(os.Stderr, "== Sydent, N=%d: creating its schema\n", n)
 	first, err := startSydent(ctx, o.sydentDir, o.sydentPython, dir, o.serverCPUs)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	first.stop()
 
 	key, err := signing.LoadOrCreateKeyFile(filepath.Join(dir, "signing.key"))
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	fx := fixture{N: n, Pepper: loadPepper, Token: "sydentload" + fmt.Sprint(time.Now().UnixNano())}
 	t := time.Now()
 	if err := seedSydent(ctx, sydentDBPath(dir), key, n, fx.Pepper, fx.Token); err != nil {
-		return fmt.Errorf("seeding Sydent's database: %w", err)
+		return nil, nil, fmt.Errorf("seeding Sydent's database: %w", err)
 	}
 	res.SydentSeedSeconds = time.Since(t).Seconds()
 	fmt.Fprintf(os.Stderr, "seeded %d bindings into Sydent's database in %s\n", n, time.Since(t).Round(time.Millisecond))
 
 	srv, err := startSydent(ctx, o.sydentDir, o.sydentPython, dir, o.serverCPUs)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	defer srv.stop()
 	res.SydentReadyMS = float64(srv.ready.Microseconds()) / 1000
-	pools := benchPools(n, fx)
-	if err := verifySydent(ctx, srv.base, pools); err != nil {
-		return fmt.Errorf("Sydent's answers are wrong, nothing measured: %w\n%s", err, tail(srv.logPath, 20))
+	p := benchPools(n, fx)
+	if err := verifySydent(ctx, srv.base, p); err != nil {
+		srv.stop()
+		return nil, nil, fmt.Errorf("Sydent's answers are wrong, nothing measured: %w\n%s", err, tail(srv.logPath, 20))
 	}
-	for _, name := range o.sydentWorkloads {
-		r, err := measure(ctx, srv, pools.workload(name), o.sydentConcurrency, o.warmup, o.duration)
-		if err != nil {
-			return fmt.Errorf("%s: %w", name, err)
-		}
-		sr := sydentResult{workloadResult: r}
-		for _, w := range res.Workloads {
-			if w.Name == name {
-				sr.SigilRPS, sr.SigilCPUMS = w.RPS, w.ServerCPUMS
-			}
-		}
-		if sr.SigilCPUMS > 0 {
-			sr.PerCore = r.ServerCPUMS / sr.SigilCPUMS
-		}
-		if r.RPS > 0 {
-			sr.RPSRatio = sr.SigilRPS / r.RPS
-		}
-		fmt.Fprintf(os.Stderr, "  Sydent %-14s %8.1f req/s  p50 %.1f ms  CPU %.2f ms/req  errors %d  Sigil / Sydent per core %.1f\n",
-			name, r.RPS, r.P50MS, r.ServerCPUMS, r.Errors, sr.PerCore)
-		res.Sydent = append(res.Sydent, sr)
-		if r.Requests == 0 || r.Errors*100 > r.Requests {
-			return fmt.Errorf("Sydent %s: %d errors in %d requests (first: %s)\n%s", name, r.Errors, r.Requests, r.FirstErr, tail(srv.logPath, 20))
-		}
+	fmt.Fprintf(os.Stderr, "Sydent ready in %s; one bulk and one v2 lookup answered the bound half\n", srv.ready.Round(time.Millisecond))
+	return srv, p, nil
+}
+
+// sydentRow sets Sydent's result r of a workload beside Sigil's (nil when
+// Sigil did not run it), and fails on a Sydent that answered errors.
+func sydentRow(srv *server, r workloadResult, sigil *workloadResult) (sydentResult, error) {
+	sr := sydentResult{workloadResult: r}
+	if sigil != nil {
+		sr.SigilRPS, sr.SigilCPUMS = sigil.RPS, sigil.ServerCPUMS
 	}
-	res.SydentPeakRSSMB = srv.memMB("VmHWM")
-	return srv.alive()
+	if sr.SigilCPUMS > 0 {
+		sr.PerCore = r.ServerCPUMS / sr.SigilCPUMS
+	}
+	if r.RPS > 0 {
+		sr.RPSRatio = sr.SigilRPS / r.RPS
+	}
+	fmt.Fprintf(os.Stderr, "  Sydent %-14s %8.1f req/s  p50 %.1f ms  CPU %.2f ms/req  errors %d  Sigil / Sydent per core %.1f\n",
+		r.Name, r.RPS, r.P50MS, r.ServerCPUMS, r.Errors, sr.PerCore)
+	if r.Requests == 0 || r.Errors*100 > r.Requests {
+		return sr, fmt.Errorf("Sydent %s: %d errors in %d requests (first: %s)\n%s", r.Name, r.Errors, r.Requests, r.FirstErr, tail(srv.logPath, 20))
+	}
+	return sr, nil
 }
 
 // sydentMarkdown is the Sydent table of one run ("" without one).
