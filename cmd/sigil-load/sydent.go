@@ -222,8 +222,9 @@ func seedSydent(ctx context.Context, dbPath string, key signing.Key, n int, pepp
 }
 
 // verifySydent sends one bulk lookup and one v2 lookup of the benchmark's
-// own bodies and checks that Sydent answers exactly the bound half, and
-// that it serves the pepper the v2 bodies were hashed with. A comparison
+// own bodies and checks that Sydent answers exactly the bound half, that
+// it serves the pepper the v2 bodies were hashed with, and that a v1
+// lookup of a bound address answers its signed association. A comparison
 // with a server that answers errors or nothing would be worthless.
 func verifySydent(ctx context.Context, base string, p *pools) error {
 	client := &http.Client{Timeout: time.Minute, Transport: &http.Transport{Proxy: nil}}
@@ -255,6 +256,18 @@ func verifySydent(ctx context.Context, base string, p *pools) error {
 	}
 	if details.Pepper != p.fx.Pepper {
 		return fmt.Errorf("Sydent's lookup pepper is %q, the v2 bodies use %q", details.Pepper, p.fx.Pepper)
+	}
+
+	var one struct {
+		MXID       string         `json:"mxid"`
+		Signatures map[string]any `json:"signatures"`
+	}
+	req, _ = http.NewRequest(http.MethodGet, base+v1Prefix+"/lookup?medium=email&address=user0%40load.test", nil)
+	if err := call(req, &one); err != nil {
+		return err
+	}
+	if one.MXID != mxid(0) || one.Signatures[serverName] == nil {
+		return fmt.Errorf("v1 lookup of %s: Sydent answered mxid %q, signatures %v", email(0), one.MXID, one.Signatures)
 	}
 
 	b := p.bulk[0]
@@ -342,7 +355,7 @@ func startSydentRun(ctx context.Context, o options, work string, n int, res *run
 		srv.stop()
 		return nil, nil, fmt.Errorf("Sydent's answers are wrong, nothing measured: %w\n%s", err, tail(srv.logPath, 20))
 	}
-	fmt.Fprintf(os.Stderr, "Sydent ready in %s; one bulk and one v2 lookup answered the bound half\n", srv.ready.Round(time.Millisecond))
+	fmt.Fprintf(os.Stderr, "Sydent ready in %s; a bulk and a v2 lookup answered the bound half, a v1 lookup the signed association\n", srv.ready.Round(time.Millisecond))
 	return srv, p, nil
 }
 
