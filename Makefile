@@ -140,3 +140,31 @@ soak-onbind:
 ## load-quick: the load benchmark on SQLite with 10k bindings, 3 s per workload
 load-quick:
 	$(GO) run ./cmd/sigil-load -n 10000 -db sqlite -duration 3s -warmup 1s $(LOAD_FLAGS)
+
+## load-sydent: bulk and v2 lookups on Sigil and on Sydent (matrix-org's Python identity server), same core, same
+##              10k bindings and requests (SQLite); reports Sigil / Sydent per core. Manual, not in .ci/run: needs
+##              SYDENT_SRC=a Sydent checkout at a37d60b (2.6.1; git clone https://github.com/matrix-org/sydent &&
+##              git -C sydent checkout a37d60b) and installs Debian 12's python3 packages for it (apt-get; root or sudo)
+SYDENT_SRC ?=
+SYDENT_PYTHON ?= /usr/bin/python3
+SYDENT_APT := python3-twisted python3-signedjson python3-matrix-common python3-nacl python3-phonenumbers \
+	python3-netaddr python3-sortedcontainers python3-prometheus-client python3-service-identity \
+	python3-unpaddedbase64 python3-jinja2 python3-yaml python3-attr python3-openssl python3-typing-extensions \
+	python3-zope.interface
+SYDENT_IMPORTS := twisted, signedjson, matrix_common, nacl, phonenumbers, netaddr, sortedcontainers, prometheus_client, \
+	service_identity, unpaddedbase64, jinja2, yaml, attr, OpenSSL, typing_extensions, zope.interface
+.PHONY: load-sydent sydent-deps
+load-sydent: sydent-deps
+	@test -n '$(SYDENT_SRC)' && test -f '$(SYDENT_SRC)/sydent/sydent.py' || { \
+	  echo 'load-sydent: SYDENT_SRC must be a Sydent checkout at a37d60b (Sydent 2.6.1):'; \
+	  echo '  git clone https://github.com/matrix-org/sydent && git -C sydent checkout a37d60b'; \
+	  echo '  make load-sydent SYDENT_SRC=sydent'; exit 2; }
+	$(GO) run ./cmd/sigil-load -n 10000 -db sqlite -workloads bulk_lookup_v1,lookup_v2 -duration 5s -warmup 1s -scale-cpus '' \
+	  -sydent '$(SYDENT_SRC)' -sydent-python '$(SYDENT_PYTHON)' $(LOAD_FLAGS)
+
+## sydent-deps: Debian's python3 packages Sydent imports at start (apt-get, only when one is missing)
+sydent-deps:
+	@$(SYDENT_PYTHON) -c 'import $(SYDENT_IMPORTS)' 2>/dev/null || { \
+	  sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  $$sudo apt-get update && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y --no-install-recommends $(SYDENT_APT); }
+	@$(SYDENT_PYTHON) -c 'import $(SYDENT_IMPORTS)'

@@ -22,6 +22,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -48,6 +49,12 @@ type options struct {
 	bare                           bool
 	rounds                         int
 	scaleWorkloads                 []string
+	// The Sydent comparison (-sydent): a checkout, the python to run it
+	// with, the generator's concurrency and the workloads.
+	sydentDir, sydentPython string
+	sydentConcurrency       int
+	sydentWorkloads         []string
+	sydentVersion           string
 }
 
 func main() {
@@ -77,6 +84,11 @@ func main() {
 	flag.IntVar(&o.rounds, "rounds", 3, "Sigil and the baseline take turns this many times per workload (-duration is shared out)")
 	var scaleIn string
 	flag.StringVar(&scaleIn, "scale-workloads", wlStatus+","+wlBulkLookupV1+","+wlLookupV2, "workloads of the scaling rows")
+	flag.StringVar(&o.sydentDir, "sydent", "", "a Sydent source checkout (matrix-org/sydent at a37d60b, 2.6.1): also run the -sydent-workloads against Sydent with the same bindings (SQLite runs only); \"\" skips it")
+	flag.StringVar(&o.sydentPython, "sydent-python", "/usr/bin/python3", "the python3 with Sydent's dependencies (Debian's python3-* packages: make load-sydent)")
+	flag.IntVar(&o.sydentConcurrency, "sydent-concurrency", 4, "concurrent clients against Sydent (single-threaded)")
+	var sydentIn string
+	flag.StringVar(&sydentIn, "sydent-workloads", wlBulkLookupV1+","+wlLookupV2, "workloads run against Sydent (of "+strings.Join(sydentWorkloads, ", ")+")")
 	bareAddr := flag.String("bare-serve", "", "internal: serve the net/http baseline on this address")
 	var so soakOptions
 	flag.DurationVar(&so.duration, "soak", 0, "instead of the benchmark, a soak of this length (make soak): mixed load plus a flooding client, targets checked")
@@ -116,6 +128,18 @@ func main() {
 	}
 	if err == nil && o.scaleCPUs != "" {
 		o.scaleWorkloads, err = parseChoices("workload", scaleIn, workloadNames())
+	}
+	if err == nil && o.sydentDir != "" {
+		o.sydentWorkloads, err = parseChoices("Sydent workload", sydentIn, sydentWorkloads)
+		if err == nil && !slices.Contains(o.dbs, "sqlite") {
+			err = fmt.Errorf("-sydent runs beside the SQLite runs: add sqlite to -db")
+		}
+		if err == nil && o.sydentConcurrency < 1 {
+			err = fmt.Errorf("-sydent-concurrency must be positive")
+		}
+		if err == nil {
+			o.sydentVersion, err = checkSydent(o.sydentDir, o.sydentPython)
+		}
 	}
 	if err == nil && (o.concurrency < 1 || o.duration <= 0 || o.warmup < 0) {
 		err = fmt.Errorf("-concurrency and -duration must be positive, -warmup not negative")
@@ -234,7 +258,7 @@ func run(ctx context.Context, o options) error {
 
 // runOne seeds one database, starts a server on it and runs the workloads.
 func runOne(ctx context.Context, o options, bin, work, db string, n int) (runResult, error) {
-	res := runResult{DB: db, N: n}
+	res := runResult{DB: db, N: n, Concurrency: o.concurrency}
 	dir, err := os.MkdirTemp(work, fmt.Sprintf("%s-%d-", db, n))
 	if err != nil {
 		return res, err
@@ -286,7 +310,20 @@ func runOne(ctx context.Context, o options, bin, work, db string, n int) (runRes
 		defer bare.stop()
 	}
 
-	pools := newPools(n, fx, 64, 1000, 1)
+	// Sydent (-sydent, SQLite runs): on the same cores, its own database
+	// with the same bindings, the same request bodies.
+	var (
+		syd      *server
+		sydPools *pools
+	)
+	if o.sydentDir != "" && db == "sqlite" {
+		if syd, sydPools, err = startSydentRun(ctx, o, work, n, &res); err != nil {
+			return res, fmt.Errorf("Sydent: %w", err)
+		}
+		defer syd.stop()
+	}
+
+	pools := benchPools(n, fx)
 	for _, name := range o.workloads {
 		if err := ctx.Err(); err != nil {
 			return res, err
@@ -297,15 +334,16 @@ func runOne(ctx context.Context, o options, bin, work, db string, n int) (runRes
 			path := filepath.Join(o.profileDir, fmt.Sprintf("%s-%d-%s.pprof", db, n, name))
 			profiled = srv.profile(ctx, o.warmup, o.duration, path)
 		}
-		// Sigil and the baseline take turns, o.rounds times each, so that
-		// a change in the machine's other load (builds, other benchmarks)
-		// falls on both alike.
+		// Sigil, the baseline and Sydent take turns, o.rounds times each,
+		// so that a change in the machine's other load (builds, other
+		// benchmarks) falls on all alike.
+		withSydent := syd != nil && slices.Contains(o.sydentWorkloads, name)
 		rounds := 1
-		if bare != nil {
+		if bare != nil || withSydent {
 			rounds = max(1, o.rounds)
 		}
 		slice := max(time.Second, o.duration/time.Duration(rounds))
-		var mine, base []workloadResult
+		var mine, base, theirs []workloadResult
 		for k := range rounds {
 			warm := o.warmup
 			if k > 0 {
@@ -322,6 +360,13 @@ func runOne(ctx context.Context, o options, bin, work, db string, n int) (runRes
 					return res, fmt.Errorf("%s, net/http baseline: %w", name, err)
 				}
 				base = append(base, b)
+			}
+			if withSydent {
+				s, err := measure(ctx, syd, sydPools.workload(name), o.sydentConcurrency, warm, slice)
+				if err != nil {
+					return res, fmt.Errorf("%s, Sydent: %w", name, err)
+				}
+				theirs = append(theirs, s)
 			}
 		}
 		if profiled != nil {
@@ -343,6 +388,35 @@ func runOne(ctx context.Context, o options, bin, work, db string, n int) (runRes
 		fmt.Fprintf(os.Stderr, "  %-14s %8.0f req/s  p50 %.2f ms  p99 %.2f ms  errors %d  net/http %8.0f req/s  ratio %.2f, per core %.2f\n",
 			name, r.RPS, r.P50MS, r.P99MS, r.Errors, r.BareRPS, r.VsBare, r.VsBareCPU)
 		res.Workloads = append(res.Workloads, r)
+		if withSydent {
+			sr, err := sydentRow(syd, combine(theirs), &r)
+			res.Sydent = append(res.Sydent, sr)
+			if err != nil {
+				return res, err
+			}
+		}
+	}
+	if syd != nil {
+		// Sydent's workloads that Sigil did not run, alone.
+		for _, name := range o.sydentWorkloads {
+			if slices.Contains(o.workloads, name) {
+				continue
+			}
+			s, err := measure(ctx, syd, sydPools.workload(name), o.sydentConcurrency, o.warmup, o.duration)
+			if err != nil {
+				return res, fmt.Errorf("%s, Sydent: %w", name, err)
+			}
+			sr, err := sydentRow(syd, s, nil)
+			res.Sydent = append(res.Sydent, sr)
+			if err != nil {
+				return res, err
+			}
+		}
+		res.SydentPeakRSSMB = syd.memMB("VmHWM")
+		if err := syd.alive(); err != nil {
+			return res, err
+		}
+		syd.stop()
 	}
 	res.PeakRSSMB = srv.memMB("VmHWM")
 	if err := srv.alive(); err != nil {
@@ -396,6 +470,10 @@ func runOne(ctx context.Context, o options, bin, work, db string, n int) (runRes
 	}
 	return res, nil
 }
+
+// benchPools are the request bodies of a benchmark run: the same for a
+// given N and pepper, so Sigil and Sydent get the same requests.
+func benchPools(n int, fx fixture) *pools { return newPools(n, fx, 64, 1000, 1) }
 
 // cpuCount is the number of cores in a taskset list ("0,1", "0-3,6").
 func cpuCount(list string) int {

@@ -23,6 +23,16 @@ type runResult struct {
 	Scaling        []scaleResult    `json:"scaling,omitempty"`
 	// IndexBytesPerBinding is the lookup index's memory over its bindings.
 	IndexBytesPerBinding float64 `json:"index_bytes_per_binding,omitempty"`
+	// Concurrency is the generator's for Sigil (and the baseline).
+	Concurrency int `json:"concurrency"`
+	// Sydent: the same workloads against Sydent (-sydent), on the same core
+	// with the same bindings, at SydentConcurrency clients.
+	Sydent            []sydentResult `json:"sydent,omitempty"`
+	SydentVersion     string         `json:"sydent_version,omitempty"`
+	SydentConcurrency int            `json:"sydent_concurrency,omitempty"`
+	SydentSeedSeconds float64        `json:"sydent_seed_seconds,omitempty"`
+	SydentReadyMS     float64        `json:"sydent_ready_ms,omitempty"`
+	SydentPeakRSSMB   float64        `json:"sydent_peak_rss_mb,omitempty"`
 }
 
 // report is a whole run.
@@ -96,6 +106,7 @@ func (r runResult) markdown() string {
 			fmt.Fprintf(&b, "\n%s, first error: %s\n", w.Name, strings.TrimSpace(w.FirstErr))
 		}
 	}
+	b.WriteString(r.sydentMarkdown())
 	return b.String()
 }
 

@@ -47,6 +47,7 @@ func goTool() string {
 
 // server is a running sigil process.
 type server struct {
+	name    string // for messages; "" is sigil
 	cmd     *exec.Cmd
 	pid     int
 	base    string // http://127.0.0.1:port
@@ -175,7 +176,11 @@ func withoutSigilEnv(env []string) []string {
 func (s *server) alive() error {
 	select {
 	case <-s.exited:
-		return fmt.Errorf("sigil exited during the run (%v):\n%s", s.waitErr, tail(s.logPath, 20))
+		name := s.name
+		if name == "" {
+			name = "sigil"
+		}
+		return fmt.Errorf("%s exited during the run (%v):\n%s", name, s.waitErr, tail(s.logPath, 20))
 	default:
 		return nil
 	}
