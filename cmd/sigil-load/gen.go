@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,7 +42,31 @@ func workloadNames() []string {
 // worker with its own random source, so it must only read shared state.
 type workload struct {
 	name string
-	req  func(base string, rng *rand.Rand) *http.Request
+	req  func(rng *rand.Rand) request
+}
+
+// request is one request of a workload, ready to be written to a
+// connection (rawConn) or turned into an *http.Request.
+type request struct {
+	method, uri string // uri: path and query
+	auth        string // the Authorization header, if any
+	body        []byte // a JSON body, or nil
+}
+
+// http is r as an *http.Request to base (http://host:port).
+func (r request) http(base string) *http.Request {
+	var body io.Reader
+	if r.body != nil {
+		body = bytes.NewReader(r.body)
+	}
+	req, _ := http.NewRequest(r.method, base+r.uri, body)
+	if r.body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if r.auth != "" {
+		req.Header.Set("Authorization", r.auth)
+	}
+	return req
 }
 
 // pools holds request bodies built before the clock starts, so the
@@ -134,32 +159,28 @@ func post(url string, b []byte) *http.Request {
 func (p *pools) workload(name string) workload {
 	switch name {
 	case wlStatus:
-		return workload{name, func(base string, _ *rand.Rand) *http.Request {
-			r, _ := http.NewRequest(http.MethodGet, base+statusPath, nil)
-			return r
+		return workload{name, func(*rand.Rand) request {
+			return request{method: http.MethodGet, uri: statusPath}
 		}}
 	case wlLookupV1:
-		return workload{name, func(base string, rng *rand.Rand) *http.Request {
-			r, _ := http.NewRequest(http.MethodGet, base+v1Prefix+"/lookup?medium=email&address=user"+
-				strconv.Itoa(rng.IntN(2*p.n))+"%40load.test", nil)
-			return r
+		return workload{name, func(rng *rand.Rand) request {
+			return request{method: http.MethodGet, uri: v1Prefix + "/lookup?medium=email&address=user" +
+				strconv.Itoa(rng.IntN(2*p.n)) + "%40load.test"}
 		}}
 	case wlBulkLookupV1:
-		return workload{name, func(base string, rng *rand.Rand) *http.Request {
-			return post(base+v1Prefix+"/bulk_lookup", p.bulk[rng.IntN(len(p.bulk))].json)
+		return workload{name, func(rng *rand.Rand) request {
+			return request{method: http.MethodPost, uri: v1Prefix + "/bulk_lookup", body: p.bulk[rng.IntN(len(p.bulk))].json}
 		}}
 	case wlLookupV2:
 		auth := "Bearer " + p.fx.Token
-		return workload{name, func(base string, rng *rand.Rand) *http.Request {
-			r := post(base+v2Prefix+"/lookup", p.hashed[rng.IntN(len(p.hashed))].json)
-			r.Header.Set("Authorization", auth)
-			return r
+		return workload{name, func(rng *rand.Rand) request {
+			return request{method: http.MethodPost, uri: v2Prefix + "/lookup", auth: auth, body: p.hashed[rng.IntN(len(p.hashed))].json}
 		}}
 	case wlRequestToken:
-		return workload{name, func(base string, _ *rand.Rand) *http.Request {
+		return workload{name, func(*rand.Rand) request {
 			k := strconv.FormatInt(p.tokenK.Add(1), 10)
-			return post(base+v1Prefix+"/validate/email/requestToken",
-				[]byte(`{"client_secret":"load`+k+`","email":"new`+k+`@load.test","send_attempt":1}`))
+			return request{method: http.MethodPost, uri: v1Prefix + "/validate/email/requestToken",
+				body: []byte(`{"client_secret":"load` + k + `","email":"new` + k + `@load.test","send_attempt":1}`)}
 		}}
 	}
 	panic("unknown workload " + name)
@@ -190,15 +211,17 @@ type loadResult struct {
 	elapsed   time.Duration
 }
 
-// runLoad runs concurrency workers, each sending one request at a time
-// until d has passed. Non-2xx answers and transport failures are errors.
-func runLoad(ctx context.Context, client *http.Client, base string, wl workload, concurrency int, d time.Duration) loadResult {
+// runLoad runs concurrency workers, each with its own connection,
+// sending one request at a time until d has passed. Non-2xx answers and
+// transport failures are errors.
+func runLoad(ctx context.Context, base string, wl workload, concurrency int, d time.Duration) loadResult {
 	type worker struct {
 		lat      []time.Duration
 		errors   int
 		statuses map[int]int
 		firstErr string
 	}
+	addr := strings.TrimPrefix(base, "http://")
 	workers := make([]worker, concurrency)
 	start := time.Now()
 	deadline := start.Add(d)
@@ -208,21 +231,15 @@ func runLoad(ctx context.Context, client *http.Client, base string, wl workload,
 		wk.lat = make([]time.Duration, 0, 1<<15)
 		wk.statuses = map[int]int{}
 		rng := rand.New(rand.NewPCG(uint64(start.UnixNano()), uint64(w)))
+		rc := newRawConn(addr)
+		stop := context.AfterFunc(ctx, rc.abort) // unblocks a read when the run is cancelled
 		wg.Go(func() {
+			defer rc.close()
+			defer stop()
 			for ctx.Err() == nil && time.Now().Before(deadline) {
-				req := wl.req(base, rng).WithContext(ctx)
+				req := wl.req(rng)
 				t0 := time.Now()
-				resp, err := client.Do(req)
-				var code int
-				if err == nil {
-					code = resp.StatusCode
-					if code/100 != 2 && wk.firstErr == "" {
-						msg, _ := io.ReadAll(io.LimitReader(resp.Body, 300))
-						wk.firstErr = fmt.Sprintf("HTTP %d: %s", code, msg)
-					}
-					_, err = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-				}
+				code, errBody, err := rc.do(req, deadline.Add(30*time.Second))
 				wk.lat = append(wk.lat, time.Since(t0))
 				if err != nil {
 					if ctx.Err() != nil {
@@ -239,6 +256,9 @@ func runLoad(ctx context.Context, client *http.Client, base string, wl workload,
 				wk.statuses[code]++
 				if code/100 != 2 {
 					wk.errors++
+					if wk.firstErr == "" {
+						wk.firstErr = fmt.Sprintf("HTTP %d: %s", code, errBody)
+					}
 				}
 			}
 		})
@@ -325,10 +345,8 @@ type scaleResult struct {
 // measure warms the server up with wl, then runs it for d while reading
 // the CPU counters of the server, this process and the machine.
 func measure(ctx context.Context, srv *server, wl workload, concurrency int, warmup, d time.Duration) (workloadResult, error) {
-	client := newClient(concurrency)
-	defer client.CloseIdleConnections()
 	if warmup > 0 {
-		runLoad(ctx, client, srv.base, wl, concurrency, warmup)
+		runLoad(ctx, srv.base, wl, concurrency, warmup)
 	}
 	if err := srv.alive(); err != nil {
 		return workloadResult{}, err
@@ -339,7 +357,7 @@ func measure(ctx context.Context, srv *server, wl workload, concurrency int, war
 	}
 	g0, _ := selfCPUTicks()
 	m0, _ := machineBusyTicks()
-	lr := runLoad(ctx, client, srv.base, wl, concurrency, d)
+	lr := runLoad(ctx, srv.base, wl, concurrency, d)
 	s1, err := srv.cpuTicks()
 	if err != nil {
 		return workloadResult{}, fmt.Errorf("server gone: %w\n%s", err, tail(srv.logPath, 20))

@@ -137,7 +137,7 @@ func TestSeededServer(t *testing.T) {
 
 	do := func(wl string, rng *rand.Rand, out any) {
 		t.Helper()
-		req := p.workload(wl).req(srv.base, rng)
+		req := p.workload(wl).req(rng).http(srv.base)
 		resp, err := client.Do(req)
 		if err != nil {
 			t.Fatal(err)

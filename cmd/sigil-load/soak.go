@@ -274,11 +274,11 @@ func soakWorker(ctx context.Context, base string, p *pools, so soakOptions, seed
 		var req *http.Request
 		switch k := rng.IntN(100); {
 		case k < 40:
-			req = lookupV1.req(base, rng)
+			req = lookupV1.req(rng).http(base)
 		case k < 50:
-			req = bulk.req(base, rng)
+			req = bulk.req(rng).http(base)
 		case k < 60:
-			req = v2.req(base, rng)
+			req = v2.req(rng).http(base)
 		case k < 90:
 			req = post(base+v1Prefix+"/validate/email/requestToken", fmt.Appendf(nil,
 				`{"client_secret":"soak%d","email":"soak%d@load.test","send_attempt":1}`, rng.Uint64(), rng.Uint64()))
