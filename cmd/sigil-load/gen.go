@@ -186,8 +186,8 @@ func (p *pools) workload(name string) workload {
 	panic("unknown workload " + name)
 }
 
-// newClient is the generator's HTTP client: keep-alive connections, one
-// per worker, loopback only.
+// newClient is the HTTP client of the soak and the tests (the benchmark's
+// generator uses rawConn): keep-alive connections, loopback only.
 func newClient(concurrency int) *http.Client {
 	return &http.Client{
 		Timeout: 30 * time.Second,

@@ -53,7 +53,7 @@ func (a association) sign(key signing.Key, serverName string) ([]byte, error) {
 // number a safe integer. Then the canonical form is the six fields written
 // in key order, and the answer json.Marshal would give is the same with
 // "signatures" in its place; ok is false for anything else, which sign
-// leaves to SignJSON. On PostgreSQL every bound v1 lookup is signed afresh
+// leaves to SignJSON. Every bound v1 lookup is signed afresh
 // (resignFromIndex), and going through encoding/json, a map and the
 // canonical encoder cost a quarter again as much as the ed25519 signature
 // itself (BenchmarkAssociationSign).
