@@ -46,8 +46,9 @@ func (s *Server) accessLog(obs Observer, v *validate.Validator) echo.MiddlewareF
 		return func(c echo.Context) error {
 			start := time.Now()
 			id := requestID(c.Request().Header.Get(requestIDHeader))
-			c.Response().Header().Set(requestIDHeader, id)
-			c.Set(requestIDKey, id)
+			// The response header is also where requestIDOf finds it:
+			// echo's context store would cost a map a request.
+			c.Response().Header()[requestIDHeader] = []string{id}
 			var errcode string
 			if err := next(c); err != nil {
 				errcode = s.toMatrix(err).Code
@@ -68,11 +69,15 @@ func (s *Server) accessLog(obs Observer, v *validate.Validator) echo.MiddlewareF
 			if obs != nil {
 				obs.Request(op, status, errcode, d)
 			}
-			if s.log.Enabled(c.Request().Context(), slog.LevelInfo) {
-				s.log.LogAttrs(c.Request().Context(), slog.LevelInfo, "request",
-					slog.String("request_id", id), slog.String("op", op), slog.String("method", c.Request().Method),
-					slog.String("route", path), slog.Int("status", status), slog.String("errcode", errcode),
-					slog.Float64("duration_ms", float64(d.Microseconds())/1000))
+			if ctx := c.Request().Context(); s.log.Enabled(ctx, slog.LevelInfo) {
+				l := accessLine{at: start.Add(d), id: id, op: op, method: c.Request().Method, route: path,
+					status: status, errcode: errcode, durationMS: float64(d.Microseconds()) / 1000}
+				if s.accessLines == nil || !s.accessLines.write(&l) {
+					s.log.LogAttrs(ctx, slog.LevelInfo, "request",
+						slog.String("request_id", l.id), slog.String("op", l.op), slog.String("method", l.method),
+						slog.String("route", l.route), slog.Int("status", l.status), slog.String("errcode", l.errcode),
+						slog.Float64("duration_ms", l.durationMS))
+				}
 			}
 			return nil
 		}
@@ -80,7 +85,6 @@ func (s *Server) accessLog(obs Observer, v *validate.Validator) echo.MiddlewareF
 }
 
 const (
-	requestIDKey = "sigil.request_id"
 	// operationKey names the operation of a route outside the document
 	// (the docs), for the log and the metrics.
 	operationKey = "sigil.operation"
@@ -109,6 +113,8 @@ func plainToken(s string) bool {
 
 // requestIDOf is the id accessLog gave the request ("" outside it).
 func requestIDOf(c echo.Context) string {
-	id, _ := c.Get(requestIDKey).(string)
-	return id
+	if v := c.Response().Header()[requestIDHeader]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }

@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"context"
+	"net/http"
 	"slices"
 	"strings"
 
@@ -30,13 +31,30 @@ var v2OnlyVersions = slices.DeleteFunc(slices.Clone(supportedVersions), func(v s
 
 // GetPingV1 is GET /_matrix/identity/api/v1.
 func (s *Server) GetPingV1(context.Context, gen.GetPingV1RequestObject) (gen.GetPingV1ResponseObject, error) {
-	return gen.GetPingV1200JSONResponse{}, nil
+	return emptyObject{}, nil
 }
 
 // GetPingV2 is GET /_matrix/identity/v2.
 func (s *Server) GetPingV2(context.Context, gen.GetPingV2RequestObject) (gen.GetPingV2ResponseObject, error) {
-	return gen.GetPingV2200JSONResponse{}, nil
+	return emptyObject{}, nil
 }
+
+// emptyObject is the status checks' answer, {}, written as bytes: the
+// generated response encodes an empty map with encoding/json, which was a
+// tenth of the stack's own cost of the cheapest request.
+type emptyObject struct{}
+
+var emptyObjectJSON = []byte("{}\n")
+
+func (emptyObject) write(w http.ResponseWriter) error {
+	setJSON(w.Header())
+	w.WriteHeader(http.StatusOK)
+	_, err := w.Write(emptyObjectJSON)
+	return err
+}
+
+func (o emptyObject) VisitGetPingV1Response(w http.ResponseWriter) error { return o.write(w) }
+func (o emptyObject) VisitGetPingV2Response(w http.ResponseWriter) error { return o.write(w) }
 
 // GetPubKey is GET /_matrix/identity/api/v1/pubkey/{keyId}.
 func (s *Server) GetPubKey(_ context.Context, req gen.GetPubKeyRequestObject) (gen.GetPubKeyResponseObject, error) {

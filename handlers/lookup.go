@@ -13,7 +13,7 @@ import (
 type rawJSON []byte
 
 func (r rawJSON) write(w http.ResponseWriter) error {
-	w.Header().Set("Content-Type", "application/json")
+	setJSON(w.Header())
 	w.WriteHeader(http.StatusOK)
 	_, err := w.Write(r)
 	return err

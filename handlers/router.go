@@ -32,6 +32,10 @@ type HTTPOptions struct {
 	// Docs serves the OpenAPI document and its interactive page
 	// (docs.go); off, both paths answer 404.
 	Docs bool
+	// AccessLog, if set, takes the access log's lines in the layout of
+	// the server's slog handler, bypassing slog (accessline.go); nil
+	// logs them through the server's logger.
+	AccessLog *AccessLog
 }
 
 // NewHTTP assembles the whole stack: CORS, the spec validator (body limit
@@ -46,6 +50,7 @@ func NewHTTP(s *Server, opts HTTPOptions) (*echo.Echo, error) {
 		return nil, err
 	}
 	s.pages = opts.Pages
+	s.accessLines = opts.AccessLog
 	if s.pages == nil {
 		s.pages = mustDefaultPages()
 	}
@@ -102,6 +107,14 @@ func NewHTTP(s *Server, opts HTTPOptions) (*echo.Echo, error) {
 	}
 	return e, nil
 }
+
+// jsonContentType is shared by every response that sets it with setJSON.
+var jsonContentType = []string{"application/json"}
+
+// setJSON sets Content-Type: application/json without the allocation of
+// Header.Set (net/http only reads the value; Set and Add replace or copy
+// the slice, never write into it).
+func setJSON(h http.Header) { h["Content-Type"] = jsonContentType }
 
 var (
 	corsOrigin  = []string{"*"}

@@ -24,6 +24,8 @@ type Server struct {
 	// v1Disabled: the v1 API is off (NewHTTP's DisableV1), so /versions
 	// lists no r0 release.
 	v1Disabled bool
+	// accessLines is NewHTTP's AccessLog (nil: through log).
+	accessLines *AccessLog
 }
 
 // New builds the adapter for svc; errors are logged to log.

@@ -12,6 +12,8 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+
+	"github.com/sigil-matrix/sigil/handlers"
 )
 
 // Exit codes.
@@ -130,11 +132,10 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 		}
 		c.cfg = cfg
 		lb = newLogBuffer(stderr)
-		if c.log, err = newLogger(cfg.LogLevel, cfg.LogFormat, lb); err != nil {
+		if c.log, err = processLogger(cfg.LogLevel, cfg.LogFormat, lb); err != nil {
 			fmt.Fprintln(stderr, "sigil:", err)
 			return exitUsage
 		}
-		c.log = slog.New(flushOnWarn{c.log.Handler(), lb})
 		if cmd.name != "check" { // check prints them among its results
 			for _, w := range cfg.Warnings() {
 				c.log.Warn("config: " + w)
@@ -212,6 +213,18 @@ func lookup(environ []string, key string) string {
 		}
 	}
 	return ""
+}
+
+// processLogger is the process's one logger, handed to every package:
+// newLogger's, writing through lb, which it flushes after a warning, and
+// taking the access log's lines without slog (handlers.AccessLog).
+func processLogger(level, format string, lb *logBuffer) (*slog.Logger, error) {
+	l, err := newLogger(level, format, lb)
+	if err != nil {
+		return nil, err
+	}
+	return slog.New(flushOnWarn{Handler: l.Handler(), b: lb,
+		accessLog: &handlers.AccessLog{W: lb, JSON: format == "json"}}), nil
 }
 
 // newLogger is the process's one logger, handed to every package.

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/sigil-matrix/sigil/handlers"
 )
 
 // logBuffer batches the log's writes: the access log writes a line per
@@ -72,6 +74,9 @@ func (b *logBuffer) flushLocked() error {
 type flushOnWarn struct {
 	slog.Handler
 	b *logBuffer
+	// accessLog writes to b in the Handler's layout (set by the cli for
+	// the handler newLogger made).
+	accessLog *handlers.AccessLog
 }
 
 func (h flushOnWarn) Handle(ctx context.Context, r slog.Record) error {
@@ -82,10 +87,23 @@ func (h flushOnWarn) Handle(ctx context.Context, r slog.Record) error {
 	return err
 }
 
+// A logger with attributes or a group no longer writes what the access
+// log's fast path writes: derived handlers have no accessLog.
 func (h flushOnWarn) WithAttrs(as []slog.Attr) slog.Handler {
-	return flushOnWarn{h.Handler.WithAttrs(as), h.b}
+	return flushOnWarn{Handler: h.Handler.WithAttrs(as), b: h.b}
 }
 
 func (h flushOnWarn) WithGroup(name string) slog.Handler {
-	return flushOnWarn{h.Handler.WithGroup(name), h.b}
+	return flushOnWarn{Handler: h.Handler.WithGroup(name), b: h.b}
+}
+
+// accessLogOf is where log's handler takes the access log's lines without
+// slog (handlers.AccessLog): the process's own logger, as newLogger made
+// it; nil for any other (tests', derived ones), which then log through
+// slog.
+func accessLogOf(log *slog.Logger) *handlers.AccessLog {
+	if h, ok := log.Handler().(flushOnWarn); ok {
+		return h.accessLog
+	}
+	return nil
 }

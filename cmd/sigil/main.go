@@ -180,7 +180,7 @@ func build(ctx context.Context, cfg Config, log *slog.Logger) (*app, error) {
 	}
 	e, err := handlers.NewHTTP(handlers.New(a.identity, log), handlers.HTTPOptions{
 		MaxBodyBytes: cfg.Limits.MaxBodyBytes, DisableV1: !cfg.API.V1, TrustForwardedFor: cfg.Federation.TrustForwardedFor,
-		Observer: a.metrics, Docs: cfg.Docs.Enabled, Pages: pages,
+		Observer: a.metrics, Docs: cfg.Docs.Enabled, Pages: pages, AccessLog: accessLogOf(log),
 	})
 	if err != nil {
 		a.Close()
