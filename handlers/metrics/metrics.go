@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -31,6 +32,20 @@ type Metrics struct {
 	rateLimited *prometheus.CounterVec
 	onbindTries *prometheus.CounterVec
 	onbindDone  *prometheus.CounterVec
+	// series caches the request series of an operation and status:
+	// WithLabelValues hashes and checks its labels on every call, a
+	// request's largest metrics cost.
+	series sync.Map // seriesKey -> requestSeries
+}
+
+type seriesKey struct {
+	operation string
+	status    int
+}
+
+type requestSeries struct {
+	count   prometheus.Counter
+	latency prometheus.Observer
 }
 
 // New registers Sigil's series and Go's runtime and process collectors.
@@ -91,8 +106,19 @@ func (m *Metrics) Handler() http.Handler {
 
 // Request records one answered request (handlers.Observer).
 func (m *Metrics) Request(operation string, status int, errcode string, d time.Duration) {
-	m.requests.WithLabelValues(operation, strconv.Itoa(status)).Inc()
-	m.latency.WithLabelValues(operation).Observe(d.Seconds())
+	k := seriesKey{operation, status}
+	v, ok := m.series.Load(k)
+	if !ok {
+		// Operations and statuses are bounded (unknown routes are all
+		// "unrouted"), so the cache is too.
+		v, _ = m.series.LoadOrStore(k, requestSeries{
+			count:   m.requests.WithLabelValues(operation, strconv.Itoa(status)),
+			latency: m.latency.WithLabelValues(operation),
+		})
+	}
+	rs := v.(requestSeries)
+	rs.count.Inc()
+	rs.latency.Observe(d.Seconds())
 	if errcode == "M_LIMIT_EXCEEDED" {
 		m.rateLimited.WithLabelValues(operation).Inc()
 	}

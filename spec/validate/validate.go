@@ -34,12 +34,12 @@ const DefaultMaxBodyBytes = 1 << 20
 
 // Validator validates requests for the operations of one document.
 type Validator struct {
-	// routes maps the routes Echo serves ("METHOD /echo/:path", from the
+	// routes maps the routes Echo serves (method and /echo/:path, from the
 	// generated router: see Bind) to their operations.
-	routes map[string]*routers.Route
+	routes map[routeKey]*routers.Route
 	// outside are the routes declared to serve no API operation (see
 	// Outside): the server's own pages outside /_matrix.
-	outside map[string]bool
+	outside map[routeKey]bool
 	// byID holds every operation of the document by its operationId.
 	byID map[string]*routers.Route
 	// checked is the route kin-openapi validates against: the same
@@ -63,8 +63,8 @@ func New(doc *openapi3.T, maxBodyBytes int64) (*Validator, error) {
 		maxBodyBytes = DefaultMaxBodyBytes
 	}
 	v := &Validator{
-		routes:  map[string]*routers.Route{},
-		outside: map[string]bool{},
+		routes:  map[routeKey]*routers.Route{},
+		outside: map[routeKey]bool{},
 		byID:    map[string]*routers.Route{},
 		checked: map[*routers.Route]*routers.Route{},
 		fast:    map[*routers.Route]*fastSchema{},
@@ -144,7 +144,7 @@ func RouteOf(c echo.Context) *routers.Route {
 // refuses requests to them.
 func (v *Validator) Bind(routes []*echo.Route) (unbound []string) {
 	for _, r := range routes {
-		if v.outside[r.Method+" "+r.Path] {
+		if v.outside[routeKey{r.Method, r.Path}] {
 			continue
 		}
 		op := v.byID[wrapperMethod(r.Name)]
@@ -152,7 +152,7 @@ func (v *Validator) Bind(routes []*echo.Route) (unbound []string) {
 			unbound = append(unbound, r.Method+" "+r.Path+" "+r.Name)
 			continue
 		}
-		v.routes[r.Method+" "+r.Path] = op
+		v.routes[routeKey{r.Method, r.Path}] = op
 	}
 	sort.Strings(unbound)
 	return unbound
@@ -167,7 +167,7 @@ func (v *Validator) Outside(routes ...*echo.Route) error {
 		if r.Path == "/_matrix" || strings.HasPrefix(r.Path, "/_matrix/") {
 			return fmt.Errorf("validate: %s %s is under /_matrix: it must be an operation of the API description", r.Method, r.Path)
 		}
-		v.outside[r.Method+" "+r.Path] = true
+		v.outside[routeKey{r.Method, r.Path}] = true
 	}
 	return nil
 }
@@ -186,8 +186,12 @@ func wrapperMethod(handler string) string {
 
 // Route looks up the operation of the route Echo matched.
 func (v *Validator) Route(c echo.Context) *routers.Route {
-	return v.routes[c.Request().Method+" "+c.Path()]
+	return v.routes[routeKey{c.Request().Method, c.Path()}]
 }
+
+// routeKey is a route of Echo's: a struct, not "METHOD path", whose
+// concatenation cost an allocation per look-up (three a request).
+type routeKey struct{ method, path string }
 
 // unrouted reports whether Echo found no route for the request (its 404
 // and 405 handlers answer it).
@@ -210,7 +214,7 @@ func (v *Validator) Middleware() echo.MiddlewareFunc {
 		return func(c echo.Context) error {
 			route := v.Route(c)
 			if route == nil {
-				if unrouted(c) || v.outside[c.Request().Method+" "+c.Path()] {
+				if unrouted(c) || v.outside[routeKey{c.Request().Method, c.Path()}] {
 					return next(c)
 				}
 				return matrixerr.Unknown(fmt.Errorf("route %s %s serves no operation of the API description", c.Request().Method, c.Path()))
