@@ -40,7 +40,7 @@ func (s *Server) BulkLookup(ctx context.Context, req gen.BulkLookupRequestObject
 	if err != nil {
 		return nil, err
 	}
-	return fastJSON{gen.BulkLookup200JSONResponse{Threepids: found}}, nil
+	return bulkAnswer(found), nil
 }
 
 // GetHashDetails is GET /_matrix/identity/v2/hash_details.
@@ -59,5 +59,5 @@ func (s *Server) LookupV2(ctx context.Context, req gen.LookupV2RequestObject) (g
 	if err != nil {
 		return nil, err
 	}
-	return fastJSON{gen.LookupV2200JSONResponse{Mappings: mappings}}, nil
+	return mappingsAnswer(mappings), nil
 }
