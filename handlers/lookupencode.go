@@ -15,8 +15,12 @@ import (
 // the lookups themselves. TestAnswerEncodersRoundTrip and FuzzHandDecoder
 // parse what they write back with encoding/json.
 
-// bulkAnswer is the bulk_lookup answer, {"threepids":[[m, a, mxid], ...]}.
-type bulkAnswer [][]string
+// bulkAnswer is the bulk_lookup answer, {"threepids":[[m, a, mxid], ...]}:
+// the pairs in that are bound, mxids[i] being in[i]'s MXID or "".
+type bulkAnswer struct {
+	in    [][]string
+	mxids []string
+}
 
 func (a bulkAnswer) VisitBulkLookupResponse(w http.ResponseWriter) error {
 	return writeAnswer(w, a.size(), a.appendTo)
@@ -24,10 +28,9 @@ func (a bulkAnswer) VisitBulkLookupResponse(w http.ResponseWriter) error {
 
 func (a bulkAnswer) size() int {
 	n := len(`{"threepids":[]}` + "\n")
-	for _, t := range a {
-		n += len(`[],`)
-		for _, s := range t {
-			n += len(s) + len(`"",`)
+	for i, m := range a.mxids {
+		if m != "" {
+			n += len(`["","",""],`) + len(a.in[i][0]) + len(a.in[i][1]) + len(m)
 		}
 	}
 	return n
@@ -35,17 +38,21 @@ func (a bulkAnswer) size() int {
 
 func (a bulkAnswer) appendTo(b []byte) []byte {
 	b = append(b, `{"threepids":[`...)
-	for i, t := range a {
-		if i > 0 {
+	first := true
+	for i, m := range a.mxids {
+		if m == "" {
+			continue
+		}
+		if !first {
 			b = append(b, ',')
 		}
+		first = false
 		b = append(b, '[')
-		for j, s := range t {
-			if j > 0 {
-				b = append(b, ',')
-			}
-			b = appendJSONString(b, s)
-		}
+		b = appendJSONString(b, a.in[i][0])
+		b = append(b, ',')
+		b = appendJSONString(b, a.in[i][1])
+		b = append(b, ',')
+		b = appendJSONString(b, m)
 		b = append(b, ']')
 	}
 	return append(b, "]}\n"...)

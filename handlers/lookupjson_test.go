@@ -3,6 +3,7 @@ package handlers
 import (
 	"encoding/json"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -158,22 +159,21 @@ func TestAnswerEncodersRoundTrip(t *testing.T) {
 		if err := json.Unmarshal(enc, &got); err != nil {
 			t.Fatalf("%q encodes as %s: %v", s, enc, err)
 		}
-		want := s
-		if !utf8.ValidString(s) {
-			raw, _ := json.Marshal(s)
-			_ = json.Unmarshal(raw, &want)
-		}
-		if got != want {
+		if want := viaJSON(s); got != want {
 			t.Errorf("%q encodes as %s, which decodes to %q", s, enc, got)
 		}
 	}
 
-	bulk := bulkAnswer{{"email", "a@b", "@a:hs"}, {"msisdn", "1\"2", "@b:hs"}, {"email", "zoë\n", "@c:hs"}}
+	bulk := bulkAnswer{
+		in:    [][]string{{"email", "a@b"}, {"email", "unbound"}, {"msisdn", "1\"2"}, {"email", "zoë\n"}, {"x", "y"}},
+		mxids: []string{"@a:hs", "", "@b:hs", "@c:hs", ""},
+	}
+	want := [][]string{{"email", "a@b", "@a:hs"}, {"msisdn", "1\"2", "@b:hs"}, {"email", "zoë\n", "@c:hs"}}
 	var gotBulk gen.BulkLookup200JSONResponse
-	if err := json.Unmarshal(bulk.appendTo(nil), &gotBulk); err != nil || !reflect.DeepEqual(gotBulk.Threepids, [][]string(bulk)) {
+	if err := json.Unmarshal(bulk.appendTo(nil), &gotBulk); err != nil || !reflect.DeepEqual(gotBulk.Threepids, want) {
 		t.Errorf("bulk answer %s decodes to %v (%v)", bulk.appendTo(nil), gotBulk, err)
 	}
-	for _, a := range []bulkAnswer{{}, nil} {
+	for _, a := range []bulkAnswer{{}, {in: [][]string{{"a", "b"}}, mxids: []string{""}}} {
 		if got := string(a.appendTo(nil)); got != "{\"threepids\":[]}\n" {
 			t.Errorf("empty bulk answer %q", got)
 		}
@@ -229,12 +229,17 @@ func FuzzHandDecoder(f *testing.F) {
 func roundTrip(t *testing.T, decoded any) {
 	switch b := decoded.(type) {
 	case gen.BulkLookupJSONRequestBody:
-		var got gen.BulkLookup200JSONResponse
-		enc := bulkAnswer(b.Threepids).appendTo(nil)
-		want := b.Threepids
-		if want == nil {
-			want = [][]string{}
+		// Every pair of two is bound, to its address reversed.
+		a := bulkAnswer{in: b.Threepids, mxids: make([]string, len(b.Threepids))}
+		want := [][]string{}
+		for i, p := range b.Threepids {
+			if len(p) == 2 {
+				a.mxids[i] = "@" + reverse(p[1])
+				want = append(want, []string{p[0], p[1], viaJSON(a.mxids[i])})
+			}
 		}
+		var got gen.BulkLookup200JSONResponse
+		enc := a.appendTo(nil)
 		if err := json.Unmarshal(enc, &got); err != nil || !reflect.DeepEqual(got.Threepids, want) {
 			t.Fatalf("bulk answer %q reads back as %#v (%v), want %#v", enc, got.Threepids, err, want)
 		}
@@ -250,4 +255,21 @@ func roundTrip(t *testing.T, decoded any) {
 			t.Fatalf("v2 answer %q reads back as %#v (%v), want %#v", enc, got.Mappings, err, m)
 		}
 	}
+}
+
+// viaJSON is s as encoding/json writes and reads it back: invalid UTF-8
+// becomes U+FFFD.
+func viaJSON(s string) string {
+	raw, _ := json.Marshal(s)
+	var out string
+	_ = json.Unmarshal(raw, &out)
+	return out
+}
+
+// reverse reverses s byte by byte, which can break its UTF-8: the encoder
+// must still write valid JSON for it.
+func reverse(s string) string {
+	b := []byte(s)
+	slices.Reverse(b)
+	return string(b)
 }
