@@ -647,7 +647,12 @@ type Body struct {
 
 func newBody(data []byte) *Body { return &Body{Reader: bytes.NewReader(data), data: data} }
 
-// Bytes returns the whole body; it must not be modified.
+// Bytes returns the whole body; it must not be modified. The buffer is
+// this request's alone (read into a fresh allocation, or the fresh output
+// of a rewrite) and is never written nor reused, so decoders may keep
+// strings that point into it instead of copying them (the lookup
+// decoders in handlers do, as sonic did): do not pool it.
+// TestBodyBufferIsTheRequests.
 func (b *Body) Bytes() []byte { return b.data }
 
 // Close implements io.Closer.
