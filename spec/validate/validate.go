@@ -327,19 +327,20 @@ func (v *Validator) prepareBody(req *http.Request, rb *openapi3.RequestBody, fas
 }
 
 // checkJSON reports whether b is JSON, and whether the compiled schema (if
-// any) accepted it. sonic.Valid is the quick syntax check but does not
-// look inside strings; the schema walker does, and encoding/json decides
-// for the bodies the walker did not accept. JSON is UTF-8, and neither
+// any) accepted it. The schema walker checks the syntax as it goes, so a
+// body it accepts is JSON; for the others sonic.Valid is the quick syntax
+// check but does not look inside strings, and encoding/json decides.
+// JSON is UTF-8, and neither
 // sonic nor encoding/json refuses invalid bytes (the decoders would turn
 // them into U+FFFD): b must be UTF-8 already. prepareBody checks the body
 // as read, and the bodies it rewrites come from json.Marshal, which writes
 // only UTF-8 (checking again here was a second pass over every body).
 func checkJSON(b []byte, fast *fastSchema) (isJSON, accepted bool) {
-	if !sonic.Valid(b) {
-		return false, false
-	}
 	if fast != nil && fast.validJSON(b) {
 		return true, true
+	}
+	if !sonic.Valid(b) {
+		return false, false
 	}
 	return json.Valid(b), false
 }
