@@ -15,11 +15,12 @@ import (
 // The bodies of the two 1,000-item lookups are decoded by hand. sonic spent
 // a fifth of a bulk lookup allocating one []string per pair and collecting
 // them again; here all the strings of a body share one []string, and
-// point into the body itself, as sonic's did (see bodyReader). The body has passed the spec validator (syntax, UTF-8,
-// schema, no repeated key), yet nothing below relies on it: whatever the
-// decoder does not handle (a key with escapes, null, a number where a
-// string is expected, invalid UTF-8, broken syntax) makes it give up, and
-// Deserialize decodes the body as before. When it succeeds it gives what
+// point into the body itself, as sonic's did (see bodyReader). The body
+// has passed the spec validator (syntax, UTF-8, schema, no repeated key),
+// yet nothing below relies on it: whatever the decoder does not handle (a
+// key with escapes, null, a number where a string is expected, invalid
+// UTF-8, broken syntax) makes it give up, and Deserialize decodes the
+// body as before. When it succeeds it gives what
 // encoding/json gives with exact (case-sensitive) keys, the last of a
 // repeated key winning (TestHandDecoderMatchesEncodingJSON,
 // FuzzHandDecoder).
