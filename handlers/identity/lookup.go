@@ -104,10 +104,11 @@ func (s *Service) BulkLookup(ctx context.Context, in [][]string) (mxids []string
 
 // pairsPool holds the (medium, canonical address) slices of bulk lookups,
 // which live only for the store's lookup: at 32 KB a 1,000-pair request
-// they were the largest allocation left on the path.
+// they were among the largest allocations on the path.
 var pairsPool = sync.Pool{New: func() any { return new([]store.ThreePID) }}
 
-// maxPooledPairs bounds the slices kept (10,000 pairs: 320 KB).
+// maxPooledPairs bounds the slices kept (128 KB): a rare request of up to
+// 10,000 pairs (320 KB) should not stay pinned in the pool.
 const maxPooledPairs = 4096
 
 // putPairs returns pairs to the pool, emptied so the pool pins no
