@@ -49,11 +49,14 @@ test-postgres:
 	SIGIL_TEST_POSTGRES_URL='$(POSTGRES_URL)' $(GO) test -count=1 -run '^TestPostgresOutage$$' ./handlers/
 	SIGIL_TEST_POSTGRES_URL='$(POSTGRES_URL)' $(GO) test -count=1 -run '^TestCrashLosesNoAcknowledgedBindPostgres$$' ./cmd/sigil/
 
-## fuzz: every operation's body through the whole stack, briefly (FUZZTIME=30s): never a 5xx or a panic
+## fuzz: every operation's body through the whole stack, briefly (FUZZTIME=30s): never a 5xx or a panic;
+##       then the lookup body decoder against encoding/json, and the schema walker against kin-openapi
 FUZZTIME ?= 30s
 .PHONY: fuzz
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzOperations$$' -fuzztime $(FUZZTIME) ./handlers/
+	$(GO) test -run '^$$' -fuzz '^FuzzHandDecoder$$' -fuzztime $(FUZZTIME) ./handlers/
+	$(GO) test -run '^$$' -fuzz '^FuzzFastSchema$$' -fuzztime $(FUZZTIME) ./spec/validate/
 
 ## conformance: sigil-conformance against a freshly started sigil on SQLite (prints the table;
 ##              CONFORMANCE_FLAGS='-junit out.xml -only PATTERN -v' are passed on)

@@ -36,8 +36,11 @@ func (sonicJSON) Deserialize(c echo.Context, i any) error {
 	if b, ok := c.Request().Body.(*validate.Body); ok {
 		// The validator has the body in memory already, and nothing
 		// writes to it: decode it in place, rather than through a stream
-		// decoder's growing buffer or Unmarshal's defensive copy.
-		if data := b.Bytes(); len(data) > 0 {
+		// decoder's growing buffer or Unmarshal's defensive copy. The
+		// two big lookup bodies have their own decoder (lookupdecode.go).
+		if data := b.Bytes(); decodeHot(data, i) {
+			return nil
+		} else if len(data) > 0 {
 			err = bodyJSON.UnmarshalFromString(unsafe.String(&data[0], len(data)), i)
 		}
 	} else {
@@ -48,19 +51,3 @@ func (sonicJSON) Deserialize(c echo.Context, i any) error {
 	}
 	return nil
 }
-
-// fastJSON answers with a generated 200 response body encoded by sonic.
-// encoding/json sorts map keys and was half the CPU of a 1,000-address
-// lookup; JSON object order carries no meaning.
-type fastJSON struct{ body any }
-
-func (r fastJSON) write(w http.ResponseWriter) error {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusOK)
-	// The stream encoder works in a pooled buffer; Marshal would hand
-	// back a fresh copy of every 30 KB answer.
-	return sonic.ConfigDefault.NewEncoder(w).Encode(r.body)
-}
-
-func (r fastJSON) VisitLookupV2Response(w http.ResponseWriter) error   { return r.write(w) }
-func (r fastJSON) VisitBulkLookupResponse(w http.ResponseWriter) error { return r.write(w) }

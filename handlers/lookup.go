@@ -36,11 +36,12 @@ func (s *Server) LookupV1(ctx context.Context, req gen.LookupV1RequestObject) (g
 
 // BulkLookup is POST /_matrix/identity/api/v1/bulk_lookup.
 func (s *Server) BulkLookup(ctx context.Context, req gen.BulkLookupRequestObject) (gen.BulkLookupResponseObject, error) {
-	found, err := s.id.BulkLookup(ctx, req.Body.Threepids)
+	in := req.Body.Threepids
+	mxids, err := s.id.BulkLookup(ctx, in)
 	if err != nil {
 		return nil, err
 	}
-	return fastJSON{gen.BulkLookup200JSONResponse{Threepids: found}}, nil
+	return bulkAnswer{in: in, mxids: mxids}, nil
 }
 
 // GetHashDetails is GET /_matrix/identity/v2/hash_details.
@@ -59,5 +60,5 @@ func (s *Server) LookupV2(ctx context.Context, req gen.LookupV2RequestObject) (g
 	if err != nil {
 		return nil, err
 	}
-	return fastJSON{gen.LookupV2200JSONResponse{Mappings: mappings}}, nil
+	return mappingsAnswer(mappings), nil
 }

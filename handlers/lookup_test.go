@@ -2,14 +2,18 @@ package handlers_test
 
 import (
 	"crypto/ed25519"
+	"encoding/json"
 	"fmt"
 	"net/url"
+	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/sigil-matrix/sigil/handlers/apitest"
 	"github.com/sigil-matrix/sigil/handlers/signing"
+	"github.com/sigil-matrix/sigil/store"
 )
 
 // bindEmail validates and binds an address to mxid through the API.
@@ -150,5 +154,66 @@ func TestLookupParametersFastPathRefusesWhatValidationRefuses(t *testing.T) {
 		if r.Status != tt.status {
 			t.Errorf("%.60s: %d %s, want %d", tt.query, r.Status, r.Body, tt.status)
 		}
+	}
+}
+
+// TestBulkLookupEscapedAddresses sends addresses written with JSON escapes
+// and raw UTF-8 through the whole stack: the hand decoder
+// (lookupdecode.go) must give the addresses encoding/json would, and the
+// hand encoder (lookupencode.go) must write them back as sent, escaped
+// where JSON needs it.
+func TestBulkLookupEscapedAddresses(t *testing.T) {
+	env := apitest.New(t)
+	now := env.Clock.Now()
+	bound := map[string]string{ // canonical address: MXID
+		"zoë@例え.jp":             "@zoe:example.org",
+		`"a\"b\c"@example.org`:  "@quoted:example.org",
+		"😀@example.org":         "@smile:example.org",
+		"a/b@example.org":       "@slash:example.org",
+		"tab\there@example.org": "@tab:example.org",
+		"plain@example.org":     "@plain:example.org",
+	}
+	var as []store.Association
+	for addr, mxid := range bound {
+		as = append(as, store.Association{Medium: "email", Address: addr, MXID: mxid,
+			TS: now.UnixMilli(), NotBefore: now.UnixMilli(), NotAfter: now.Add(time.Hour).UnixMilli(),
+			Signed: []byte(`{}`)})
+	}
+	if err := env.Store.InsertAssociations(t.Context(), as); err != nil {
+		t.Fatal(err)
+	}
+	body := ` { "threepids" : [
+		["email", "zo\u00eb@\u4f8b\u3048.jp"],
+		["email","ZOË@例え.JP"],
+		["email", "\"a\\\"b\\c\"@example.org"],
+		["\u0065mail", "\ud83d\ude00@example.org"],
+		["email", "a\/b@example.org"],
+		["email", "tab\there@example.org"],
+		["email", "\ud83d@example.org"],
+		["email", "nobody@example.org"],
+		["email", "plain@example.org"]
+	], "extra": {"ignored": [1, "x"]} } `
+	r := env.Post(v1+"/bulk_lookup", body)
+	if r.Status != 200 {
+		t.Fatalf("bulk_lookup: %d %s", r.Status, r.Body)
+	}
+	var got struct{ Threepids [][]string }
+	if err := json.Unmarshal(r.Body, &got); err != nil {
+		t.Fatalf("answer %s: %v", r.Body, err)
+	}
+	want := [][]string{
+		{"email", "zoë@例え.jp", "@zoe:example.org"},
+		{"email", "ZOË@例え.JP", "@zoe:example.org"},
+		{"email", `"a\"b\c"@example.org`, "@quoted:example.org"},
+		{"email", "😀@example.org", "@smile:example.org"},
+		{"email", "a/b@example.org", "@slash:example.org"},
+		{"email", "tab\there@example.org", "@tab:example.org"},
+		{"email", "plain@example.org", "@plain:example.org"},
+	}
+	if !reflect.DeepEqual(got.Threepids, want) {
+		t.Errorf("threepids\n%q\nwant\n%q", got.Threepids, want)
+	}
+	if cl := r.Header.Get("Content-Length"); cl != strconv.Itoa(len(r.Body)) {
+		t.Errorf("Content-Length %q for %d bytes", cl, len(r.Body))
 	}
 }

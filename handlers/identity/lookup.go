@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
+	"sync"
 
 	"github.com/sigil-matrix/sigil/spec/matrixerr"
 	"github.com/sigil-matrix/sigil/store"
@@ -75,13 +77,18 @@ func (s *Service) resignFromIndex(medium, address string, now int64) (signed []b
 	return signed, true, nil
 }
 
-// BulkLookup answers the bound ones among [medium, address] pairs, as
-// [medium, address, mxid] with the addresses as the client sent them.
-func (s *Service) BulkLookup(ctx context.Context, in [][]string) ([][]string, error) {
+// BulkLookup looks [medium, address] pairs up: mxids[i] is the MXID in[i]
+// is bound to, or "". The caller answers the bound ones with the pairs as
+// the client sent them; building those triples here cost a third of the
+// allocations of a 1,000-pair request, and the encoder reads them in place.
+func (s *Service) BulkLookup(ctx context.Context, in [][]string) (mxids []string, _ error) {
 	if err := s.tooMany(len(in)); err != nil {
 		return nil, err
 	}
-	pairs := make([]store.ThreePID, len(in))
+	pp := pairsPool.Get().(*[]store.ThreePID)
+	defer putPairs(pp)
+	pairs := slices.Grow((*pp)[:0], len(in))[:len(in)]
+	*pp = pairs
 	for i, t := range in {
 		if len(t) != 2 {
 			return nil, matrixerr.InvalidParam("Each threepid must be [medium, address]")
@@ -92,23 +99,27 @@ func (s *Service) BulkLookup(ctx context.Context, in [][]string) ([][]string, er
 	if err != nil {
 		return nil, matrixerr.Unknown(fmt.Errorf("bulk lookup: %w", err))
 	}
-	n := 0
-	for _, m := range mxids {
-		if m != "" {
-			n++
-		}
+	return mxids, nil
+}
+
+// pairsPool holds the (medium, canonical address) slices of bulk lookups,
+// which live only for the store's lookup: at 32 KB a 1,000-pair request
+// they were among the largest allocations on the path.
+var pairsPool = sync.Pool{New: func() any { return new([]store.ThreePID) }}
+
+// maxPooledPairs bounds the slices kept (128 KB): a rare request of up to
+// 10,000 pairs (320 KB) should not stay pinned in the pool.
+const maxPooledPairs = 4096
+
+// putPairs returns pairs to the pool, emptied so the pool pins no
+// request's strings.
+func putPairs(pp *[]store.ThreePID) {
+	if cap(*pp) > maxPooledPairs {
+		return
 	}
-	out := make([][]string, 0, n)
-	triples := make([]string, 3*n) // one allocation for all the answers
-	for i, m := range mxids {
-		if m != "" {
-			t := triples[:3:3]
-			triples = triples[3:]
-			t[0], t[1], t[2] = in[i][0], in[i][1], m
-			out = append(out, t)
-		}
-	}
-	return out, nil
+	clear(*pp)
+	*pp = (*pp)[:0]
+	pairsPool.Put(pp)
 }
 
 // HashedLookup is the v2 lookup. sha256 lookups match the hashes stored

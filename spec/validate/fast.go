@@ -9,7 +9,6 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
-	"strings"
 
 	"github.com/getkin/kin-openapi/openapi3"
 )
@@ -138,11 +137,14 @@ func (f *fastSchema) allows(t typeSet) bool {
 	return f.types == 0 || f.types&t != 0
 }
 
-// validJSON reports whether data, which must already be known to be valid
-// JSON (sonic.Valid), conforms. It walks the bytes once without building a
-// tree: fastjson's tree cost as much as the lookups it guarded, mostly in
+// validJSON reports whether data, which must be UTF-8, is JSON (RFC 8259)
+// and conforms. It walks the bytes once without building a tree:
+// fastjson's tree cost as much as the lookups it guarded, mostly in
 // allocation and in clearing its value cache (write barriers while the
-// GC runs).
+// GC runs). It checks the syntax as it goes, so that a body it accepts
+// needs no separate syntax check (sonic.Valid was a fifth of validating a
+// bulk lookup); whatever it cannot vouch for it refuses, and checkJSON
+// then decides as before.
 func (f *fastSchema) validJSON(data []byte) bool {
 	w := walker{b: data}
 	return f.check(&w) && w.ws() == len(w.b)
@@ -158,6 +160,71 @@ type walker struct {
 	dup bool
 	// scanOnly accepts every scalar: the walk only looks for duplicate keys.
 	scanOnly bool
+	// depth is the nesting at w.i. Past maxDepth the schema walk gives up
+	// (recursion is the stack's) and sonic.Valid and kin-openapi decide.
+	depth int
+}
+
+const maxDepth = 256
+
+// next reports whether the byte at w.i, after white space, is c, and if
+// so consumes it.
+func (w *walker) next(c byte) bool {
+	if w.ws() < len(w.b) && w.b[w.i] == c {
+		w.i++
+		return true
+	}
+	return false
+}
+
+// literal consumes word (true, false, null) if it comes next.
+func (w *walker) literal(word string) bool {
+	if len(w.b)-w.i < len(word) || string(w.b[w.i:w.i+len(word)]) != word {
+		return false
+	}
+	w.i += len(word)
+	return true
+}
+
+// number consumes a JSON number (RFC 8259 §6: -?(0|[1-9][0-9]*)(.[0-9]+)?
+// ([eE][+-]?[0-9]+)?) and returns its text, or ok false.
+func (w *walker) number() (text []byte, ok bool) {
+	start := w.i
+	w.skipByte('-')
+	switch {
+	case w.skipByte('0'):
+	case w.digits() == 0:
+		return nil, false
+	}
+	if w.skipByte('.') && w.digits() == 0 {
+		return nil, false
+	}
+	if w.skipByte('e') || w.skipByte('E') {
+		if !w.skipByte('+') {
+			w.skipByte('-')
+		}
+		if w.digits() == 0 {
+			return nil, false
+		}
+	}
+	return w.b[start:w.i], true
+}
+
+func (w *walker) skipByte(c byte) bool {
+	if w.i < len(w.b) && w.b[w.i] == c {
+		w.i++
+		return true
+	}
+	return false
+}
+
+// digits consumes decimal digits and returns how many.
+func (w *walker) digits() int {
+	start := w.i
+	for w.i < len(w.b) && w.b[w.i] >= '0' && w.b[w.i] <= '9' {
+		w.i++
+	}
+	return w.i - start
 }
 
 // hasDuplicateKeys reports whether the valid JSON in data has an object
@@ -262,6 +329,9 @@ func special8(x uint64) uint64 {
 // text returns the decoded string at w.i; ok is false when it is not a
 // valid JSON string.
 func (w *walker) text() ([]byte, bool) {
+	if w.i >= len(w.b) || w.b[w.i] != '"' {
+		return nil, false
+	}
 	from := w.i
 	raw, escaped, ok := w.str()
 	if !ok || !escaped {
@@ -288,24 +358,18 @@ func (f *fastSchema) check(w *walker) bool {
 	case c == '"':
 		b, ok := w.text()
 		return ok && (w.scanOnly || f.allows(tString) && f.stringOK(b))
-	case c == 't' || c == 'f':
-		w.i += 4
-		if c == 'f' {
-			w.i++
-		}
-		return w.scanOnly || f.allows(tBoolean) && f.enumOK(c == 't')
+	case c == 't':
+		return w.literal("true") && (w.scanOnly || f.allows(tBoolean) && f.enumOK(true))
+	case c == 'f':
+		return w.literal("false") && (w.scanOnly || f.allows(tBoolean) && f.enumOK(false))
 	case c == 'n':
-		w.i += 4
-		return w.scanOnly || f.nullable || f.allows(tNull)
+		return w.literal("null") && (w.scanOnly || f.nullable || f.allows(tNull))
 	default:
-		start := w.i
-		for w.i < len(w.b) && strings.IndexByte("+-.0123456789eE", w.b[w.i]) >= 0 {
-			w.i++
+		text, ok := w.number()
+		if !ok || w.scanOnly {
+			return ok
 		}
-		if w.scanOnly {
-			return true
-		}
-		x, err := strconv.ParseFloat(string(w.b[start:w.i]), 64)
+		x, err := strconv.ParseFloat(string(text), 64)
 		return err == nil && f.numberOK(x)
 	}
 }
@@ -316,9 +380,12 @@ func (f *fastSchema) checkObject(w *walker) bool {
 	}
 	var seen uint64 // bit i: required[i] present
 	var keys keySet
+	if !w.enter() {
+		return false
+	}
+	defer w.leave()
 	w.i++ // {
-	if w.ws(); w.b[w.i] == '}' {
-		w.i++
+	if w.next('}') {
 		return f.allRequired(seen)
 	}
 	for {
@@ -336,8 +403,9 @@ func (f *fastSchema) checkObject(w *walker) bool {
 				seen |= 1 << i
 			}
 		}
-		w.ws()
-		w.i++ // :
+		if !w.next(':') {
+			return false
+		}
 		sub, known := f.properties[string(key)]
 		switch {
 		case known:
@@ -351,14 +419,24 @@ func (f *fastSchema) checkObject(w *walker) bool {
 		if !sub.check(w) {
 			return false
 		}
-		w.ws()
-		c := w.b[w.i]
-		w.i++
-		if c == '}' {
+		if w.next('}') {
 			return f.allRequired(seen)
+		}
+		if !w.next(',') {
+			return false
 		}
 	}
 }
+
+// enter notes one more level of nesting; false past maxDepth, except for
+// the duplicate scan, which must see everything (it runs on bodies
+// sonic.Valid accepted).
+func (w *walker) enter() bool {
+	w.depth++
+	return w.depth <= maxDepth || w.scanOnly
+}
+
+func (w *walker) leave() { w.depth-- }
 
 func (f *fastSchema) allRequired(seen uint64) bool {
 	return seen == 1<<len(f.required)-1
@@ -375,29 +453,35 @@ func (f *fastSchema) checkArray(w *walker) bool {
 	if items == nil {
 		items = anything
 	}
+	if !w.enter() {
+		return false
+	}
+	defer w.leave()
 	var n uint64
 	w.i++ // [
-	if w.ws(); w.b[w.i] != ']' {
+	if !w.next(']') {
 		for {
 			if !items.check(w) {
 				return false
 			}
 			n++
-			w.ws()
-			c := w.b[w.i]
-			w.i++
-			if c == ']' {
+			if w.next(']') {
 				break
 			}
+			if !w.next(',') {
+				return false
+			}
 		}
-	} else {
-		w.i++
 	}
 	return n >= f.minItems && (f.maxItems == nil || n <= *f.maxItems)
 }
 
 func (f *fastSchema) stringOK(b []byte) bool {
-	if f.minLength > 0 || f.maxLength != nil {
+	// A string has at most as many characters as bytes: counting them,
+	// a byte loop over every string of the body (a tenth of validating a
+	// bulk lookup), is needed only when the byte length alone cannot
+	// decide.
+	if f.minLength > 0 || f.maxLength != nil && uint64(len(b)) > *f.maxLength {
 		n := uint64(utf8Count(b))
 		if n < f.minLength || f.maxLength != nil && n > *f.maxLength {
 			return false

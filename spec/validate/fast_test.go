@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/bytedance/sonic"
 	"github.com/getkin/kin-openapi/openapi3"
@@ -250,10 +252,12 @@ func FuzzFastSchema(f *testing.F) {
 	}
 	refs := fuzzSchemas(f)
 	f.Fuzz(func(t *testing.T, body []byte) {
-		if !sonic.Valid(body) {
-			return
+		if !utf8.Valid(body) {
+			return // prepareBody refuses it before any walk
 		}
-		if !json.Valid(body) { // sonic.Valid does not look inside strings
+		// The walker checks the syntax itself: checkJSON no longer asks
+		// sonic.Valid about the bodies it accepts.
+		if !json.Valid(body) || !sonic.Valid(body) {
 			for _, ref := range refs {
 				if f, _ := compileFast(ref); f.validJSON(body) {
 					t.Fatalf("%q is not JSON, yet the walker accepts it", body)
@@ -290,5 +294,84 @@ func TestDuplicateKeysFound(t *testing.T) {
 	}
 	if f.validJSON([]byte(`{"a":1,"a":2}`)) || !f.validJSON([]byte(`{"a":1,"b":2}`)) {
 		t.Error("fast schema and duplicate keys")
+	}
+}
+
+// TestWalkerRefusesBrokenSyntax: bodies that are JSON but for one flaw,
+// which a schema would otherwise accept. The walker must refuse them all
+// on its own: checkJSON asks nothing else about a body the walker accepts.
+func TestWalkerRefusesBrokenSyntax(t *testing.T) {
+	refs := fuzzSchemas(t)
+	bulk, v2 := refs[0], refs[1]
+	deep := strings.Repeat("[", maxDepth+1) + strings.Repeat("]", maxDepth+1)
+	tests := []struct {
+		ref  *openapi3.SchemaRef
+		body string
+	}{
+		{bulk, `{"threepids":[["email","a"]]`},
+		{bulk, `{"threepids":[["email","a"]],}`},
+		{bulk, `{"threepids":[["email","a"],]}`},
+		{bulk, `{"threepids":[["email","a",]]}`},
+		{bulk, `{"threepids" [["email","a"]]}`},
+		{bulk, `{"threepids":[["email" "a"]]}`},
+		{bulk, `{"threepids":[["email";"a"]]}`},
+		{bulk, `{"threepids":[["email","a"]] "x":1}`},
+		{bulk, `{"threepids":[["email","a"]]}}`},
+		{bulk, `{"threepids":[["email","a"]]} x`},
+		{bulk, `{threepids:[["email","a"]]}`},
+		{bulk, `{'threepids':[["email","a"]]}`},
+		{bulk, `{"threepids":[["email","a\x"]]}`},
+		{bulk, `{"threepids":[["email","a\u12"]]}`},
+		{bulk, "{\"threepids\":[[\"email\",\"a\tb\"]]}"},
+		{bulk, `{"threepids":[["email","a"]],"x":tru}`},
+		{bulk, `{"threepids":[["email","a"]],"x":nul}`},
+		{bulk, `{"threepids":[["email","a"]],"x":falsey}`},
+		{bulk, `{"threepids":[["email","a"]],"x":True}`},
+		{bulk, `{"threepids":[["email","a"]],"x":01}`},
+		{bulk, `{"threepids":[["email","a"]],"x":+1}`},
+		{bulk, `{"threepids":[["email","a"]],"x":.5}`},
+		{bulk, `{"threepids":[["email","a"]],"x":1.}`},
+		{bulk, `{"threepids":[["email","a"]],"x":1e}`},
+		{bulk, `{"threepids":[["email","a"]],"x":-}`},
+		{bulk, `{"threepids":[["email","a"]],"x":0x10}`},
+		{bulk, `{"threepids":[["email","a"]],"x":NaN}`},
+		{bulk, `{"threepids":[["email","a"]],"x":[1 2]}`},
+		{bulk, `{"threepids":[["email","a"]],"x":{"a" 1}}`},
+		{bulk, `{"threepids":[["email","a"]],"x":"\u0000`},
+		{bulk, `{"threepids":[["email","a"]],"x":"`},
+		{bulk, `{"threepids":[["email","a"]],"x":[`},
+		{bulk, `{"threepids":[["email","a"]],`},
+		{bulk, `{"threepids":[["email","a"]],"x"`},
+		{v2, `{"algorithm":"sha256","pepper":"p","addresses":["a",]}`},
+		{v2, `{"algorithm":"sha256","pepper":"p","addresses":["a"],}`},
+		{v2, `{"algorithm":"sha256","pepper":"p","addresses":["a"]`},
+		{v2, `{"algorithm":"sha256","pepper":"p","addresses":["a"` + "\x00" + `]}`},
+	}
+	for _, tt := range tests {
+		if json.Valid([]byte(tt.body)) {
+			t.Fatalf("test body is JSON: %s", tt.body)
+		}
+		f, err := compileFast(tt.ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.validJSON([]byte(tt.body)) {
+			t.Errorf("the walker accepts %s", tt.body)
+		}
+	}
+	// Too deep to walk (JSON, yet refused: sonic.Valid and kin-openapi
+	// decide), and as deep as it walks.
+	if f, _ := compileFast(bulk); f.validJSON([]byte(`{"threepids":[],"x":` + deep + `}`)) {
+		t.Errorf("the walker accepts nesting deeper than %d", maxDepth)
+	}
+	deepest := strings.Repeat("[", maxDepth-1) + strings.Repeat("]", maxDepth-1)
+	// And the flawless ones pass, numbers in every form JSON allows.
+	for _, body := range []string{
+		`{"threepids":[["email","a"]],"x":[0,-0,1,-12,1.5,-0.25,1e3,1E+3,2e-3,0.0e0,true,false,null,"\u00e9\/",{},[],{"a":[{}]}]}`,
+		` {"threepids" : [ ] , "x" : ` + deepest + ` } `,
+	} {
+		if f, _ := compileFast(bulk); !f.validJSON([]byte(body)) || !json.Valid([]byte(body)) {
+			t.Errorf("the walker refuses %s", body)
+		}
 	}
 }

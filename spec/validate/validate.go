@@ -331,17 +331,20 @@ func (v *Validator) prepareBody(req *http.Request, rb *openapi3.RequestBody, fas
 }
 
 // checkJSON reports whether b is JSON, and whether the compiled schema (if
-// any) accepted it. sonic.Valid is the quick syntax check but does not
-// look inside strings; the schema walker does, and encoding/json decides
-// for the bodies the walker did not accept. JSON is UTF-8: neither sonic
-// nor encoding/json refuses invalid bytes (the decoders would turn them
-// into U+FFFD), so utf8.Valid does.
+// any) accepted it. The schema walker checks the syntax as it goes, so a
+// body it accepts is JSON; for the others sonic.Valid is the quick syntax
+// check but does not look inside strings, and encoding/json decides.
+// JSON is UTF-8, and neither
+// sonic nor encoding/json refuses invalid bytes (the decoders would turn
+// them into U+FFFD): b must be UTF-8 already. prepareBody checks the body
+// as read, and the bodies it rewrites come from json.Marshal, which writes
+// only UTF-8 (checking again here was a second pass over every body).
 func checkJSON(b []byte, fast *fastSchema) (isJSON, accepted bool) {
-	if !sonic.Valid(b) || !utf8.Valid(b) {
-		return false, false
-	}
 	if fast != nil && fast.validJSON(b) {
 		return true, true
+	}
+	if !sonic.Valid(b) {
+		return false, false
 	}
 	return json.Valid(b), false
 }
@@ -649,7 +652,12 @@ type Body struct {
 
 func newBody(data []byte) *Body { return &Body{Reader: bytes.NewReader(data), data: data} }
 
-// Bytes returns the whole body; it must not be modified.
+// Bytes returns the whole body; it must not be modified. The buffer is
+// this request's alone (read into a fresh allocation, or the fresh output
+// of a rewrite) and is never written nor reused, so decoders may keep
+// strings that point into it instead of copying them (the lookup
+// decoders in handlers do, as sonic did): do not pool it.
+// TestBodyBufferIsTheRequests.
 func (b *Body) Bytes() []byte { return b.data }
 
 // Close implements io.Closer.

@@ -1,0 +1,198 @@
+package handlers
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"sync"
+	"unicode/utf8"
+)
+
+// The answers of the two 1,000-item lookups are encoded by hand into one
+// pooled buffer sized up front, and written once with their length: they
+// are a list of string triples and a map of strings, and sonic's generic
+// encoder (reflection over the answer, a stream buffer) cost as much as
+// the lookups themselves. TestAnswerEncodersRoundTrip and FuzzHandDecoder
+// parse what they write back with encoding/json.
+
+// bulkAnswer is the bulk_lookup answer, {"threepids":[[m, a, mxid], ...]}:
+// the pairs in that are bound, mxids[i] being in[i]'s MXID or "".
+type bulkAnswer struct {
+	in    [][]string
+	mxids []string
+}
+
+func (a bulkAnswer) VisitBulkLookupResponse(w http.ResponseWriter) error {
+	return writeAnswer(w, a.size(), a.appendTo)
+}
+
+func (a bulkAnswer) size() int {
+	n := len(`{"threepids":[]}` + "\n")
+	for i, m := range a.mxids {
+		if m != "" {
+			n += len(`["","",""],`) + len(a.in[i][0]) + len(a.in[i][1]) + len(m)
+		}
+	}
+	return n
+}
+
+func (a bulkAnswer) appendTo(b []byte) []byte {
+	b = append(b, `{"threepids":[`...)
+	first := true
+	for i, m := range a.mxids {
+		if m == "" {
+			continue
+		}
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = append(b, '[')
+		b = appendJSONString(b, a.in[i][0])
+		b = append(b, ',')
+		b = appendJSONString(b, a.in[i][1])
+		b = append(b, ',')
+		b = appendJSONString(b, m)
+		b = append(b, ']')
+	}
+	return append(b, "]}\n"...)
+}
+
+// mappingsAnswer is the v2 lookup answer, {"mappings":{hash: mxid, ...}}.
+type mappingsAnswer map[string]string
+
+func (m mappingsAnswer) VisitLookupV2Response(w http.ResponseWriter) error {
+	return writeAnswer(w, m.size(), m.appendTo)
+}
+
+// size guesses: iterating a map costs more than growing the buffer would
+// (pooled, it has the room after the first answers anyway). A sha256
+// mapping is 43 bytes of hash and an MXID.
+func (m mappingsAnswer) size() int {
+	return len(`{"mappings":{}}`+"\n") + len(m)*80
+}
+
+func (m mappingsAnswer) appendTo(b []byte) []byte {
+	b = append(b, `{"mappings":{`...)
+	first := true
+	for k, v := range m {
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = appendJSONString(b, k)
+		b = append(b, ':')
+		b = appendJSONString(b, v)
+	}
+	return append(b, "}}\n"...)
+}
+
+// answerBufs holds answer buffers for reuse; the writer has copied the
+// bytes (to its own buffer or the connection) when Write returns.
+var answerBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxPooledAnswer bounds the buffers kept: a 10,000-item answer is about
+// 600 KB, and an occasional one should not pin that much per P.
+const maxPooledAnswer = 256 << 10
+
+// writeAnswer writes the 200 answer appendTo encodes, size bytes or about.
+func writeAnswer(w http.ResponseWriter, size int, appendTo func([]byte) []byte) error {
+	p := answerBufs.Get().(*[]byte)
+	b := *p
+	if cap(b) < size {
+		b = make([]byte, 0, size)
+	}
+	b = appendTo(b[:0])
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(http.StatusOK)
+	_, err := w.Write(b)
+	if cap(b) <= maxPooledAnswer {
+		*p = b
+		answerBufs.Put(p)
+	}
+	return err
+}
+
+// appendJSONString appends s as a JSON string. Most strings need no escape
+// and are copied whole after a check 8 bytes at a time; others have the
+// quote, backslash and control characters escaped, and the rest of their
+// UTF-8 passes through. Invalid UTF-8 (never in the answers: the addresses
+// were validated, the MXIDs checked at bind time) is left to
+// encoding/json, which writes U+FFFD for it.
+func appendJSONString(b []byte, s string) []byte {
+	plain, ascii := jsonPlain(s)
+	if !ascii && !utf8.ValidString(s) {
+		q, _ := json.Marshal(s) // a string always marshals
+		return append(b, q...)
+	}
+	b = append(b, '"')
+	if plain {
+		b = append(b, s...)
+		return append(b, '"')
+	}
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
+		}
+		b = append(b, s[start:i]...)
+		b = appendEscape(b, c)
+		start = i + 1
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+// jsonPlain reports whether s needs no escape in JSON, and whether it is
+// all ASCII.
+func jsonPlain(s string) (plain, ascii bool) {
+	plain, ascii = true, true
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		x := le64(s[i : i+8])
+		if x&0x8080808080808080 != 0 {
+			ascii = false
+		}
+		if special8(x) != 0 {
+			plain = false
+		}
+	}
+	for ; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= utf8.RuneSelf:
+			ascii = false
+		case c < 0x20 || c == '"' || c == '\\':
+			plain = false
+		}
+	}
+	return plain, ascii
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendEscape appends the escape of c, a quote, backslash or control
+// character.
+func appendEscape(b []byte, c byte) []byte {
+	switch c {
+	case '"', '\\':
+		return append(b, '\\', c)
+	case '\n':
+		return append(b, '\\', 'n')
+	case '\r':
+		return append(b, '\\', 'r')
+	case '\t':
+		return append(b, '\\', 't')
+	}
+	return append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
+}
+
+// le64 reads the first 8 bytes of s little endian (one load: the compiler
+// merges the byte reads, as in binary.LittleEndian.Uint64).
+func le64(s string) uint64 {
+	_ = s[7]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+}
