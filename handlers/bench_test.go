@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"syscall"
 	"testing"
 	"time"
 
@@ -142,18 +141,10 @@ func BenchmarkStackParallel(b *testing.B) {
 // all threads: the GC's too) beside ns/op, which is wall time: on a
 // machine shared with other work the CPU time is the steadier figure.
 func reportCPU(b *testing.B) func() {
-	start := cpuTime()
+	start := handlers.CPUNanos()
 	b.ResetTimer()
 	return func() {
 		b.StopTimer()
-		b.ReportMetric(float64(cpuTime()-start)/float64(b.N), "cpu-ns/op")
+		b.ReportMetric(float64(handlers.CPUNanos()-start)/float64(b.N), "cpu-ns/op")
 	}
-}
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
