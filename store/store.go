@@ -162,6 +162,9 @@ func gormConfig(log *slog.Logger) *gorm.Config {
 	}
 }
 
+// postgresPoolSize bounds the connections to PostgreSQL per instance.
+const postgresPoolSize = 20
+
 func openPostgres(ctx context.Context, dsn string, log *slog.Logger) (*Store, error) {
 	db, err := gorm.Open(postgres.New(postgres.Config{DSN: dsn}), gormConfig(log))
 	if err != nil {
@@ -171,8 +174,13 @@ func openPostgres(ctx context.Context, dsn string, log *slog.Logger) (*Store, er
 	if err != nil {
 		return nil, fmt.Errorf("store: open postgres: %w", err)
 	}
-	sqlDB.SetMaxOpenConns(20)
-	sqlDB.SetMaxIdleConns(10)
+	// As many idle connections as open ones: with fewer, every burst of
+	// more concurrent queries than idle slots closed the surplus and
+	// opened it again moments later, a new PostgreSQL server process each
+	// time (TestPoolKeepsItsConnectionsUnderLoad). Idle ones still go
+	// after ConnMaxIdleTime.
+	sqlDB.SetMaxOpenConns(postgresPoolSize)
+	sqlDB.SetMaxIdleConns(postgresPoolSize)
 	sqlDB.SetConnMaxLifetime(30 * time.Minute)
 	sqlDB.SetConnMaxIdleTime(5 * time.Minute)
 	if err := sqlDB.PingContext(ctx); err != nil {
