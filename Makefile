@@ -117,10 +117,11 @@ microbench:
 	$(GO) test -run '^$$' -bench . -benchmem ./handlers/signing/ ./spec/validate/ ./handlers/
 
 ## bench-scaling: the stack's own speed-up from one core to two (BenchmarkStackParallel, -cpu 1,2: ns/op at 1 over
-##                ns/op at 2), without the network or a load generator sharing the cores; needs a quiet machine
+##                ns/op at 2), without the network or a load generator sharing the cores, with sigil's GOGC (300);
+##                needs a quiet machine
 .PHONY: bench-scaling
 bench-scaling:
-	$(GO) test -run '^$$' -bench '^BenchmarkStackParallel$$' -benchtime 3s -cpu 1,2 ./handlers/
+	GOGC=300 $(GO) test -run '^$$' -bench '^BenchmarkStackParallel$$' -benchtime 3s -cpu 1,2 ./handlers/
 
 ## load: the load benchmark (cmd/sigil-load, see its README): N=10k and 1M bindings, SQLite and PostgreSQL, every
 ##       workload, beside a bare net/http server on the same core, and on 2 cores (LOAD_FLAGS='-out load.md' to also
