@@ -56,11 +56,7 @@ func (s *Server) accessLog(obs Observer, v *validate.Validator) echo.MiddlewareF
 			}
 			d := time.Since(start)
 			op, path := unrouted, ""
-			route := validate.RouteOf(c)
-			if route == nil { // refused before validation (authentication)
-				route = v.Route(c)
-			}
-			if route != nil {
+			if route := v.Route(c); route != nil {
 				op, path = route.Operation.OperationID, route.Path
 			} else if named, _ := c.Get(operationKey).(string); named != "" {
 				op, path = named, c.Path()

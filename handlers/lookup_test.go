@@ -130,6 +130,11 @@ func TestV1CanBeSwitchedOff(t *testing.T) {
 	if r := env.Get(v2 + "/pubkey/ed25519:0"); r.Status != 200 {
 		t.Errorf("v2 with v1 off: %d", r.Status)
 	}
+	// The link a mail carries is opened in a browser: refused as a page.
+	r := env.Get(v1 + "/validate/email/submitToken?sid=1&client_secret=s&token=t")
+	if ct := r.Header.Get("Content-Type"); r.Status != 404 || !strings.HasPrefix(ct, "text/html") {
+		t.Errorf("v1 submitToken link with v1 off: %d %s %s", r.Status, ct, r.Body)
+	}
 }
 
 // The parameter fast path (spec/validate/simpleparams.go) accepts only

@@ -51,6 +51,7 @@ func NewHTTP(s *Server, opts HTTPOptions) (*echo.Echo, error) {
 	}
 	s.pages = opts.Pages
 	s.accessLines = opts.AccessLog
+	s.validator = v
 	if s.pages == nil {
 		s.pages = mustDefaultPages()
 	}
@@ -227,7 +228,7 @@ func (s *Server) handleError(err error, c echo.Context) {
 		s.log.Debug("request refused", "request_id", requestIDOf(c), "path", c.Request().URL.Path,
 			"errcode", me.Code, "status", me.Status, "err", err)
 	}
-	if route := validate.RouteOf(c); route != nil && htmlOnly(route.Operation.Responses) {
+	if route := s.validator.Route(c); route != nil && htmlOnly(route.Operation.Responses) {
 		medium := "email"
 		if strings.Contains(route.Path, "/msisdn/") {
 			medium = "msisdn"

@@ -12,6 +12,7 @@ import (
 
 	"github.com/sigil-matrix/sigil/gen"
 	"github.com/sigil-matrix/sigil/handlers/identity"
+	"github.com/sigil-matrix/sigil/spec/validate"
 )
 
 var _ gen.StrictServerInterface = (*Server)(nil)
@@ -26,6 +27,8 @@ type Server struct {
 	v1Disabled bool
 	// accessLines is NewHTTP's AccessLog (nil: through log).
 	accessLines *AccessLog
+	// validator is NewHTTP's, for the operation of a request's route.
+	validator *validate.Validator
 }
 
 // New builds the adapter for svc; errors are logged to log.

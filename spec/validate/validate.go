@@ -129,13 +129,6 @@ func EchoPath(p string) string {
 	}
 }
 
-// RouteOf returns the OpenAPI route the validator matched for this request,
-// for middleware that acts on what the spec says (e.g. `security`).
-func RouteOf(c echo.Context) *routers.Route {
-	r, _ := c.Get("sigil.route").(*routers.Route)
-	return r
-}
-
 // Bind takes the route table from the generated router: each Echo route
 // whose handler is the generated wrapper method of an operation (oapi-codegen
 // names it after the operationId, as in the embedded document) serves that
@@ -184,7 +177,10 @@ func wrapperMethod(handler string) string {
 	return strings.TrimSuffix(handler[i+len(recv):], "-fm")
 }
 
-// Route looks up the operation of the route Echo matched.
+// Route looks up the operation of the route Echo matched (nil for none),
+// for middleware that acts on what the spec says (security, the access
+// log's operation, HTML error pages). A look-up each time: keeping it in
+// Echo's context store cost a map a request.
 func (v *Validator) Route(c echo.Context) *routers.Route {
 	return v.routes[routeKey{c.Request().Method, c.Path()}]
 }
@@ -219,7 +215,6 @@ func (v *Validator) Middleware() echo.MiddlewareFunc {
 				}
 				return matrixerr.Unknown(fmt.Errorf("route %s %s serves no operation of the API description", c.Request().Method, c.Path()))
 			}
-			c.Set("sigil.route", route)
 			if err := v.validate(c, route); err != nil {
 				return err
 			}
