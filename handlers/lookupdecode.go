@@ -10,6 +10,7 @@ import (
 	"unsafe"
 
 	"github.com/sigil-matrix/sigil/gen"
+	"github.com/sigil-matrix/sigil/spec/validate"
 )
 
 // The bodies of the two 1,000-item lookups are decoded by hand. sonic spent
@@ -247,7 +248,7 @@ func (r *bodyReader) scan() (raw []byte, escaped, ok bool) {
 	for {
 		for ; j+8 <= len(b); j += 8 {
 			x := binary.LittleEndian.Uint64(b[j : j+8])
-			m := special8(x)
+			m := validate.Special8(x)
 			if ascii {
 				m |= x & 0x8080808080808080
 			}
@@ -279,15 +280,6 @@ func (r *bodyReader) scan() (raw []byte, escaped, ok bool) {
 			j++
 		}
 	}
-}
-
-// special8 is non-zero when one of the 8 bytes of x (little endian) is a
-// quote, a backslash or a control character; bytes above the first such
-// one may be flagged falsely. (The validator's, spec/validate/fast.go.)
-func special8(x uint64) uint64 {
-	const lo, hi = 0x0101010101010101, 0x8080808080808080
-	q, b := x^(lo*'"'), x^(lo*'\\')
-	return ((x-lo*0x20) & ^x | (q-lo) & ^q | (b-lo) & ^b) & hi
 }
 
 // unescape decodes s, the contents of a string with escapes (valid UTF-8,

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"sync"
 	"unicode/utf8"
+
+	"github.com/sigil-matrix/sigil/spec/validate"
 )
 
 // The answers of the two 1,000-item lookups are encoded by hand into one
@@ -104,7 +106,7 @@ func writeAnswer(w http.ResponseWriter, size int, appendTo func([]byte) []byte) 
 	}
 	b = appendTo(b[:0])
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
+	setJSON(h)
 	h.Set("Content-Length", strconv.Itoa(len(b)))
 	w.WriteHeader(http.StatusOK)
 	_, err := w.Write(b)
@@ -156,7 +158,7 @@ func jsonPlain(s string) (plain, ascii bool) {
 		if x&0x8080808080808080 != 0 {
 			ascii = false
 		}
-		if special8(x) != 0 {
+		if validate.Special8(x) != 0 {
 			plain = false
 		}
 	}

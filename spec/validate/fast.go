@@ -292,7 +292,7 @@ func (w *walker) str() (raw []byte, escaped, ok bool) {
 	j := start
 	for {
 		for j+8 <= len(w.b) {
-			if m := special8(binary.LittleEndian.Uint64(w.b[j:])); m != 0 {
+			if m := Special8(binary.LittleEndian.Uint64(w.b[j:])); m != 0 {
 				j += bits.TrailingZeros64(m) / 8 // the lowest flag is never false
 				break
 			}
@@ -317,10 +317,12 @@ func (w *walker) str() (raw []byte, escaped, ok bool) {
 	}
 }
 
-// special8 is non-zero when one of the 8 bytes of x (little endian) is a
-// quote, a backslash or a control character. (Bytes above the first such
-// one may be flagged falsely; str looks at them one by one.)
-func special8(x uint64) uint64 {
+// Special8 is non-zero when one of the 8 bytes of x (little endian) is a
+// quote, a backslash or a control character: the bytes a JSON string
+// scanner must stop at. Bytes above the first such one may be flagged
+// falsely (scanners look at them one by one). Shared with the lookup
+// body decoder and answer encoder in handlers.
+func Special8(x uint64) uint64 {
 	const lo, hi = 0x0101010101010101, 0x8080808080808080
 	q, b := x^(lo*'"'), x^(lo*'\\')
 	return ((x-lo*0x20) & ^x | (q-lo) & ^q | (b-lo) & ^b) & hi
