@@ -9,9 +9,6 @@ import (
 	"testing"
 
 	"github.com/labstack/echo/v4"
-
-	"github.com/sigil-matrix/sigil/gen"
-	"github.com/sigil-matrix/sigil/spec/validate"
 )
 
 // bulkBody is a bulk_lookup of n threepids, the largest body on a hot path.
@@ -36,14 +33,7 @@ func hashBody(n int) []byte {
 // BenchmarkMiddleware measures validating a 1,000-item body, routing and
 // body handling included; the handler behind it does nothing.
 func BenchmarkMiddleware(b *testing.B) {
-	doc, err := gen.GetSwagger()
-	if err != nil {
-		b.Fatal(err)
-	}
-	v, err := validate.New(doc, 0)
-	if err != nil {
-		b.Fatal(err)
-	}
+	v := newValidator(b)
 	e := echo.New()
 	e.Use(v.Middleware())
 	ok := func(c echo.Context) error { return c.NoContent(http.StatusNoContent) }

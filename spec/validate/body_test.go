@@ -9,7 +9,6 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/sigil-matrix/sigil/gen"
 	"github.com/sigil-matrix/sigil/spec/validate"
 )
 
@@ -19,14 +18,7 @@ import (
 // handlers do). Pooling or recycling it would change the addresses one
 // request decoded while it is being answered.
 func TestBodyBufferIsTheRequests(t *testing.T) {
-	doc, err := gen.GetSwagger()
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := validate.New(doc, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	v := newValidator(t)
 	const path = "/_matrix/identity/api/v1/bulk_lookup"
 	e := echo.New()
 	e.Use(v.Middleware())

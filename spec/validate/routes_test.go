@@ -16,18 +16,15 @@ import (
 // document, and every operation has its route (issue 10: the validator's
 // route table is the generated router's).
 func TestEveryRegisteredRouteHasItsOperation(t *testing.T) {
-	doc, err := gen.GetSwagger()
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := validate.New(doc, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	v := newValidator(t)
 	e := echo.New()
 	gen.RegisterHandlers(e, gen.NewStrictHandler(nil, nil))
 	if unbound := v.Bind(e.Routes()); len(unbound) != 0 {
 		t.Errorf("routes without an operation: %v", unbound)
+	}
+	doc, err := gen.GetSwagger()
+	if err != nil {
+		t.Fatal(err)
 	}
 	ops := 0
 	for _, item := range doc.Paths.Map() {
@@ -47,14 +44,7 @@ func TestEveryRegisteredRouteHasItsOperation(t *testing.T) {
 // Routes outside the API (documentation, health checks) are declared one by
 // one and pass through; nothing under /_matrix can be declared so.
 func TestOutsideRoutesAreDeclaredAndNeverUnderMatrix(t *testing.T) {
-	doc, err := gen.GetSwagger()
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := validate.New(doc, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	v := newValidator(t)
 	e := echo.New()
 	e.Use(v.Middleware())
 	ok := func(c echo.Context) error { return c.NoContent(http.StatusNoContent) }
@@ -78,4 +68,19 @@ func TestOutsideRoutesAreDeclaredAndNeverUnderMatrix(t *testing.T) {
 			t.Errorf("%s declared outside the API", p)
 		}
 	}
+}
+
+// newValidator is the validator of the embedded document, with no body
+// limit of its own.
+func newValidator(tb testing.TB) *validate.Validator {
+	tb.Helper()
+	doc, err := gen.GetSwagger()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	v, err := validate.New(doc, 0)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return v
 }

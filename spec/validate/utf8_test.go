@@ -8,23 +8,14 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/sigil-matrix/sigil/gen"
 	"github.com/sigil-matrix/sigil/spec/matrixerr"
-	"github.com/sigil-matrix/sigil/spec/validate"
 )
 
 // JSON is UTF-8 (RFC 8259, and the Matrix spec's "everything is UTF-8"):
 // a body with invalid UTF-8 in a string is M_NOT_JSON, not quietly
 // rewritten to U+FFFD by the decoder (found by sigil-conformance).
 func TestInvalidUTF8IsNotJSON(t *testing.T) {
-	doc, err := gen.GetSwagger()
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := validate.New(doc, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	v := newValidator(t)
 	e := echo.New()
 	var got error
 	e.HTTPErrorHandler = func(err error, c echo.Context) { got = err; _ = c.NoContent(599) }
