@@ -38,9 +38,9 @@ func (sonicJSON) Deserialize(c echo.Context, i any) error {
 		// writes to it: decode it in place, rather than through a stream
 		// decoder's growing buffer or Unmarshal's defensive copy. The
 		// two big lookup bodies have their own decoder (lookupdecode.go).
-		if data := b.Bytes(); decodeHot(data, i) {
+		if decodeHot(b, i) {
 			return nil
-		} else if len(data) > 0 {
+		} else if data := b.Bytes(); len(data) > 0 {
 			err = bodyJSON.UnmarshalFromString(unsafe.String(&data[0], len(data)), i)
 		}
 	} else {

@@ -2,8 +2,7 @@ package handlers
 
 import (
 	"bytes"
-	"encoding/binary"
-	"math/bits"
+	"sync"
 	"unicode"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -16,39 +15,119 @@ import (
 // The bodies of the two 1,000-item lookups are decoded by hand. sonic spent
 // a fifth of a bulk lookup allocating one []string per pair and collecting
 // them again; here all the strings of a body share one []string, and
-// point into the body itself, as sonic's did (see bodyReader). The body
-// has passed the spec validator (syntax, UTF-8, schema, no repeated key),
-// yet nothing below relies on it: whatever the decoder does not handle (a
-// key with escapes, null, a number where a string is expected, invalid
-// UTF-8, broken syntax) makes it give up, and Deserialize decodes the
-// body as before. When it succeeds it gives what
+// point into the body itself, as sonic's did (see tapeReader). The
+// decoder reads the tokens the validator's schema walk recorded
+// (validate.Tape) rather than the bytes: scanning the body a second time
+// was a sixth of a bulk lookup. The body has passed the spec validator
+// (syntax, UTF-8, schema, no repeated key), yet nothing below relies on
+// the schema: whatever the decoder does not handle (a key with escapes,
+// null, a number where a string is expected) makes it give up, and
+// Deserialize decodes the body as before. When it succeeds it gives what
 // encoding/json gives with exact (case-sensitive) keys, the last of a
 // repeated key winning (TestHandDecoderMatchesEncodingJSON,
 // FuzzHandDecoder).
 
-// decodeHot decodes data into i when i is the body of a hot lookup and
-// data holds nothing unusual; it reports whether it did. i is left
-// untouched when it did not.
-func decodeHot(data []byte, i any) bool {
+// decodeHot decodes b into i when i is the body of a hot lookup and b
+// holds nothing unusual; it reports whether it did. i is left untouched
+// when it did not. The slices holding the strings come from a pool, and
+// go back to it with the body's buffer once the handler has answered
+// (validate.Body.RecycleAfter): the lookup handlers copy into their
+// answers whatever they keep of the strings, and keep nothing after.
+func decodeHot(b *validate.Body, i any) bool {
+	switch i.(type) {
+	case *gen.BulkLookupJSONRequestBody, *gen.LookupV2JSONRequestBody:
+	default:
+		return false
+	}
+	t, text := b.Tape()
+	if t == nil { // a body the schema walk did not accept (rewritten, say)
+		var ok bool
+		if t, ok = validate.Tokenize(b.Bytes()); !ok {
+			return false
+		}
+		text = b.Bytes()
+		defer validate.PutTape(t)
+	}
+	a := arenas.Get().(*lookupArena)
+	ok := decodeTape(t, text, a, i)
+	if ok {
+		b.RecycleAfter(a)
+	} else {
+		a.Recycle()
+	}
+	return ok
+}
+
+// decodeInto is decodeHot for data, its slices taken from a.
+func decodeInto(data []byte, a *lookupArena, i any) bool {
+	t, ok := validate.Tokenize(data)
+	if !ok {
+		return false
+	}
+	defer validate.PutTape(t)
+	return decodeTape(t, data, a, i)
+}
+
+// decodeTape decodes the body t is the tape of.
+func decodeTape(t validate.Tape, data []byte, a *lookupArena, i any) bool {
+	r := &tapeReader{t: t, b: data}
 	switch v := i.(type) {
 	case *gen.BulkLookupJSONRequestBody:
-		return decodeBulkLookup(data, v)
+		return decodeBulkLookup(r, a, v)
 	case *gen.LookupV2JSONRequestBody:
-		return decodeLookupV2(data, v)
+		return decodeLookupV2(r, a, v)
 	}
 	return false
 }
 
+// lookupArena holds the decoded strings of one lookup body, for reuse by
+// later bodies: its slices, about 56 KB for a 1,000-pair bulk lookup, cost
+// zeroing when allocated and scanning when collected.
+type lookupArena struct {
+	rows [][]string
+	strs []string
+}
+
+var arenas = sync.Pool{New: func() any { return new(lookupArena) }}
+
+// maxArenaStrings bounds what a pooled arena keeps (a 10,000-pair bulk
+// lookup needs 20,000 strings).
+const maxArenaStrings = 4096
+
+// Recycle implements validate.Recycler. The strings are left in place:
+// clearing them would cost what pooling saves, and what they point to is
+// the body buffer pooled with them.
+func (a *lookupArena) Recycle() {
+	if cap(a.strs) <= maxArenaStrings && cap(a.rows) <= maxArenaStrings {
+		arenas.Put(a)
+	}
+}
+
+// strings returns a.strs emptied, with room for n.
+func (a *lookupArena) strings(n int) []string {
+	if a.strs == nil || cap(a.strs) < n {
+		a.strs = make([]string, 0, n)
+	}
+	return a.strs[:0]
+}
+
+// table returns a.rows emptied, with room for n.
+func (a *lookupArena) table(n int) [][]string {
+	if a.rows == nil || cap(a.rows) < n {
+		a.rows = make([][]string, 0, n)
+	}
+	return a.rows[:0]
+}
+
 // decodeBulkLookup decodes {"threepids":[[medium, address], ...]}.
-func decodeBulkLookup(data []byte, out *gen.BulkLookupJSONRequestBody) bool {
-	r := newBodyReader(data)
+func decodeBulkLookup(r *tapeReader, a *lookupArena, out *gen.BulkLookupJSONRequestBody) bool {
 	var body gen.BulkLookupJSONRequestBody
 	ok := r.object(func(key []byte) bool {
 		if string(key) != "threepids" {
 			return r.skip()
 		}
 		var ok bool
-		body.Threepids, ok = r.stringTable()
+		body.Threepids, ok = r.stringTable(a)
 		return ok
 	})
 	if ok {
@@ -58,8 +137,7 @@ func decodeBulkLookup(data []byte, out *gen.BulkLookupJSONRequestBody) bool {
 }
 
 // decodeLookupV2 decodes {"algorithm": a, "pepper": p, "addresses": [...]}.
-func decodeLookupV2(data []byte, out *gen.LookupV2JSONRequestBody) bool {
-	r := newBodyReader(data)
+func decodeLookupV2(r *tapeReader, a *lookupArena, out *gen.LookupV2JSONRequestBody) bool {
 	var body gen.LookupV2JSONRequestBody
 	ok := r.object(func(key []byte) bool {
 		var ok bool
@@ -71,7 +149,7 @@ func decodeLookupV2(data []byte, out *gen.LookupV2JSONRequestBody) bool {
 		case "pepper":
 			body.Pepper, ok = r.str()
 		case "addresses":
-			body.Addresses, ok = r.strings()
+			body.Addresses, ok = r.strings(a)
 		default:
 			ok = r.skip()
 		}
@@ -83,148 +161,108 @@ func decodeLookupV2(data []byte, out *gen.LookupV2JSONRequestBody) bool {
 	return ok
 }
 
-// bodyReader is a read position in a JSON body. The strings without
-// escapes it decodes are the body's own bytes, not copies: validate.Body
-// holds a buffer allocated for its request alone and never written nor
-// reused (its Bytes contract; TestBodyBufferIsTheRequests), as sonic's
-// UnmarshalFromString relied on before. Copying the body cost as much
-// CPU as sonic's whole decode of a 1,000-hash body. The reader never
-// writes to the body: a string with escapes is decoded into its own
-// buffer (TestHandDecoderNeverWritesTheBody).
-type bodyReader struct {
+// tapeReader reads a body through its tape. The strings without escapes
+// it decodes are the body's own bytes, not copies: validate.Body holds a
+// buffer no other request holds, written by no one while the request
+// runs, and reused only after RecycleAfter (its Bytes contract;
+// TestBodyBufferIsTheRequests), as sonic's UnmarshalFromString relied on
+// before. Copying the body cost as much CPU as sonic's whole decode of a
+// 1,000-hash body. The reader never writes to the body: a string with
+// escapes is decoded into its own buffer
+// (TestHandDecoderNeverWritesTheBody).
+type tapeReader struct {
+	t validate.Tape
 	b []byte
-	i int
+	i int // the next token
 }
 
-func newBodyReader(data []byte) *bodyReader {
-	return &bodyReader{b: data}
-}
-
-// peek skips white space and returns the next byte, 0 at the end.
-func (r *bodyReader) peek() byte {
-	for r.i < len(r.b) {
-		switch c := r.b[r.i]; c {
-		case ' ', '\t', '\n', '\r':
-			r.i++
-		default:
-			return c
-		}
+// kind is the kind of the next token, 0 at the end.
+func (r *tapeReader) kind() int {
+	if r.i >= len(r.t) {
+		return 0
 	}
-	return 0
-}
-
-// eat consumes c, after white space, if it comes next.
-func (r *bodyReader) eat(c byte) bool {
-	if r.peek() != c {
-		return false
-	}
-	r.i++
-	return true
+	return r.t.Kind(r.i)
 }
 
 // object reads the top-level object, calling member for each key (raw, as
 // it stands between the quotes) with the reader at its value; member must
 // consume the value. Keys with escapes are not handled: they are rare and
 // would need decoding before they could be matched.
-func (r *bodyReader) object(member func(key []byte) bool) bool {
-	if !r.eat('{') {
+func (r *tapeReader) object(member func(key []byte) bool) bool {
+	if r.kind() != validate.TokObject {
 		return false
 	}
-	if r.eat('}') {
-		return r.end()
-	}
-	for {
-		if r.peek() != '"' {
+	end := r.t.Next(r.i)
+	for r.i++; r.i < end; {
+		if r.kind() != validate.TokKey || r.t.Escaped(r.i) {
 			return false
 		}
-		key, escaped, ok := r.scan()
-		if !ok || escaped || !r.eat(':') || !member(key) {
+		from, to := r.t.Span(r.i)
+		r.i++
+		if !member(r.b[from:to]) {
 			return false
 		}
-		if r.eat(',') {
-			continue
-		}
-		return r.eat('}') && r.end()
 	}
-}
-
-// end reports whether only white space is left.
-func (r *bodyReader) end() bool {
-	r.peek()
-	return r.i == len(r.b)
+	return r.i == end && end == len(r.t)
 }
 
 // stringTable reads an array of arrays of strings. All the strings share
-// one backing array sized from the quotes left in the body (at least two
-// per string), so appending never moves them.
-func (r *bodyReader) stringTable() ([][]string, bool) {
-	if !r.eat('[') {
+// one backing array sized from the tokens in the array (more than the
+// strings), so appending never moves them.
+func (r *tapeReader) stringTable(a *lookupArena) ([][]string, bool) {
+	if r.kind() != validate.TokArray {
 		return nil, false
 	}
-	rest := r.b[r.i:]
-	strs := make([]string, 0, bytes.Count(rest, quote)/2)
-	rows := make([][]string, 0, bytes.Count(rest, leftBracket))
-	if r.eat(']') {
-		return rows, true
-	}
-	for {
+	end := r.t.Next(r.i)
+	strs := a.strings(end - r.i)
+	rows := a.table(end - r.i)
+	for r.i++; r.i < end; {
 		from := len(strs)
 		var ok bool
 		if strs, ok = r.appendStrings(strs); !ok {
 			return nil, false
 		}
 		rows = append(rows, strs[from:len(strs):len(strs)])
-		if r.eat(',') {
-			continue
-		}
-		return rows, r.eat(']')
 	}
+	return rows, true
 }
 
-var quote, leftBracket = []byte{'"'}, []byte{'['}
-
 // strings reads an array of strings.
-func (r *bodyReader) strings() ([]string, bool) {
-	if r.peek() != '[' {
+func (r *tapeReader) strings(a *lookupArena) ([]string, bool) {
+	if r.kind() != validate.TokArray {
 		return nil, false
 	}
-	return r.appendStrings(make([]string, 0, bytes.Count(r.b[r.i:], quote)/2))
+	return r.appendStrings(a.strings(r.t.Next(r.i) - r.i))
 }
 
 // appendStrings reads an array of strings onto dst.
-func (r *bodyReader) appendStrings(dst []string) ([]string, bool) {
-	if !r.eat('[') {
+func (r *tapeReader) appendStrings(dst []string) ([]string, bool) {
+	if r.kind() != validate.TokArray {
 		return nil, false
 	}
-	if r.eat(']') {
-		return dst, true
-	}
-	for {
+	end := r.t.Next(r.i)
+	for r.i++; r.i < end; {
 		s, ok := r.str()
 		if !ok {
 			return nil, false
 		}
 		dst = append(dst, s)
-		if r.eat(',') {
-			continue
-		}
-		return dst, r.eat(']')
 	}
+	return dst, true
 }
 
-// str reads a string value, decoding its escapes into the arena.
-func (r *bodyReader) str() (string, bool) {
-	if r.peek() != '"' {
+// str reads a string value, decoding its escapes into a buffer of its own.
+func (r *tapeReader) str() (string, bool) {
+	if r.kind() != validate.TokString {
 		return "", false
 	}
-	raw, escaped, ok := r.scan()
-	switch {
-	case !ok:
-		return "", false
-	case escaped:
-		return unescape(bytes.Clone(raw))
+	from, to := r.t.Span(r.i)
+	escaped := r.t.Escaped(r.i)
+	r.i++
+	if escaped {
+		return unescape(bytes.Clone(r.b[from:to]))
 	}
-	return asString(raw), true
+	return asString(r.b[from:to]), true
 }
 
 // asString returns b, bytes that are never written again, as a string
@@ -236,54 +274,17 @@ func asString(b []byte) string {
 	return unsafe.String(&b[0], len(b))
 }
 
-// scan reads the string at r.i (its opening quote) and returns its raw
-// contents and whether they hold escapes. ok is false for a control
-// character or invalid UTF-8 (encoding/json would replace it; the body is
-// never such) or when the string does not end. It looks at 8 bytes at a
-// time for the bytes that matter, as the validator does.
-func (r *bodyReader) scan() (raw []byte, escaped, ok bool) {
-	b := r.b // a local: r lives on the heap, and the loop is hot
-	start := r.i + 1
-	j, ascii := start, true
-	for {
-		for ; j+8 <= len(b); j += 8 {
-			x := binary.LittleEndian.Uint64(b[j : j+8])
-			m := validate.Special8(x)
-			if ascii {
-				m |= x & 0x8080808080808080
-			}
-			if m != 0 {
-				j += bits.TrailingZeros64(m) / 8 // the lowest flag is never false
-				break
-			}
-		}
-		if j >= len(b) {
-			return nil, false, false
-		}
-		switch c := b[j]; {
-		case c == '"':
-			raw = b[start:j]
-			if !ascii && !utf8.Valid(raw) {
-				return nil, false, false
-			}
-			r.i = j + 1
-			return raw, escaped, true
-		case c == '\\':
-			escaped = true
-			j += 2
-		case c < 0x20:
-			return nil, false, false
-		case c >= utf8.RuneSelf:
-			ascii = false
-			j++
-		default:
-			j++
-		}
+// skip consumes one value of a member the decoder ignores.
+func (r *tapeReader) skip() bool {
+	if r.kind() == 0 {
+		return false
 	}
+	r.i = r.t.Next(r.i)
+	return true
 }
 
 // unescape decodes s, the contents of a string with escapes (valid UTF-8,
-// no control characters: scan checked), in place, exactly as encoding/json
+// no control characters: the tokenizer checked), in place, exactly as encoding/json
 // does: \u escapes of lone or broken surrogates become U+FFFD, a valid
 // pair one rune. What it writes never overtakes what it reads: no escape
 // decodes to more bytes than it takes.
@@ -358,56 +359,4 @@ func getu4(s []byte) rune {
 		r = r*16 + rune(c)
 	}
 	return r
-}
-
-// skip consumes one value of a member the decoder ignores. It checks
-// little beyond the nesting: encoding/json would ignore the value too, and
-// the validator has checked its syntax. A literal or number is taken up to
-// the next delimiter.
-func (r *bodyReader) skip() bool {
-	depth := 0
-	for {
-		switch c := r.peek(); c {
-		case 0:
-			return false
-		case '"':
-			if _, _, ok := r.scan(); !ok {
-				return false
-			}
-		case '{', '[':
-			depth++
-			r.i++
-		case '}', ']':
-			if depth == 0 {
-				return false
-			}
-			depth--
-			r.i++
-		case ',', ':':
-			if depth == 0 {
-				return false
-			}
-			r.i++
-		default:
-			if !r.literal() {
-				return false
-			}
-		}
-		if depth == 0 {
-			return true
-		}
-	}
-}
-
-// literal consumes a number, true, false or null.
-func (r *bodyReader) literal() bool {
-	from := r.i
-	for r.i < len(r.b) {
-		c := r.b[r.i]
-		if c != '-' && c != '+' && c != '.' && (c < '0' || c > '9') && (c < 'a' || c > 'z') && (c < 'A' || c > 'Z') {
-			break
-		}
-		r.i++
-	}
-	return r.i > from
 }

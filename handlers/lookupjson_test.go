@@ -42,12 +42,12 @@ func exactJSON(data []byte, v any) error {
 func decodeBoth(body string, v2 bool) (hand, ref any, ok bool, refErr error) {
 	if v2 {
 		var h, r gen.LookupV2JSONRequestBody
-		ok = decodeHot([]byte(body), &h)
+		ok = decodeInto([]byte(body), new(lookupArena), &h)
 		refErr = exactJSON([]byte(body), &r)
 		return h, r, ok, refErr
 	}
 	var h, r gen.BulkLookupJSONRequestBody
-	ok = decodeHot([]byte(body), &h)
+	ok = decodeInto([]byte(body), new(lookupArena), &h)
 	refErr = exactJSON([]byte(body), &r)
 	return h, r, ok, refErr
 }
@@ -122,11 +122,11 @@ func TestHandDecoderMatchesEncodingJSON(t *testing.T) {
 // on goes to sonic in full, so the decoder must not have half-filled it.
 func TestHandDecoderLeavesTargetOnFallback(t *testing.T) {
 	var b gen.BulkLookupJSONRequestBody
-	if decodeHot([]byte(`{"threepids":[["email","a"],["email",1]]}`), &b) || b.Threepids != nil {
+	if decodeInto([]byte(`{"threepids":[["email","a"],["email",1]]}`), new(lookupArena), &b) || b.Threepids != nil {
 		t.Errorf("fallback left %#v", b)
 	}
 	var v gen.LookupV2JSONRequestBody
-	if decodeHot([]byte(`{"pepper":"p","addresses":null}`), &v) || v.Pepper != "" {
+	if decodeInto([]byte(`{"pepper":"p","addresses":null}`), new(lookupArena), &v) || v.Pepper != "" {
 		t.Errorf("fallback left %#v", v)
 	}
 }
@@ -138,7 +138,7 @@ func TestHandDecoderNeverWritesTheBody(t *testing.T) {
 	body := []byte(`{"threepids":[["email","a\"b\u00e9\ud83d\ude00\n"],["email","plain"]],"x":"\u0041"}`)
 	orig := slices.Clone(body)
 	var b gen.BulkLookupJSONRequestBody
-	if !decodeHot(body, &b) {
+	if !decodeInto(body, new(lookupArena), &b) {
 		t.Fatal("not decoded")
 	}
 	if string(body) != string(orig) {
@@ -150,7 +150,7 @@ func TestHandDecoderNeverWritesTheBody(t *testing.T) {
 	v2 := []byte(`{"algorithm":"none","pepper":"p\/","addresses":["a\tb email","c"]}`)
 	orig = slices.Clone(v2)
 	var v gen.LookupV2JSONRequestBody
-	if !decodeHot(v2, &v) || string(v2) != string(orig) || v.Pepper != "p/" || v.Addresses[0] != "a\tb email" {
+	if !decodeInto(v2, new(lookupArena), &v) || string(v2) != string(orig) || v.Pepper != "p/" || v.Addresses[0] != "a\tb email" {
 		t.Errorf("v2: body %s, decoded %#v", v2, v)
 	}
 }
@@ -305,7 +305,7 @@ func BenchmarkHotDecode(b *testing.B) {
 			b.ReportAllocs()
 			reportCPU(b, func() {
 				for b.Loop() {
-					if !decodeHot(c.body, c.new()) {
+					if !decodeInto(c.body, new(lookupArena), c.new()) {
 						b.Fatal("not decoded")
 					}
 				}

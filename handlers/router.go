@@ -49,6 +49,11 @@ func NewHTTP(s *Server, opts HTTPOptions) (*echo.Echo, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The hand decoders of the two big lookups read the schema walk's
+	// tokens (lookupdecode.go).
+	if err := v.Tokenize("BulkLookup", "LookupV2"); err != nil {
+		return nil, err
+	}
 	s.pages = opts.Pages
 	s.accessLines = opts.AccessLog
 	s.validator = v

@@ -146,8 +146,24 @@ func (f *fastSchema) allows(t typeSet) bool {
 // bulk lookup); whatever it cannot vouch for it refuses, and checkJSON
 // then decides as before.
 func (f *fastSchema) validJSON(data []byte) bool {
+	ok, _ := f.validTape(data, false)
+	return ok
+}
+
+// validTape is validJSON, also returning the tape of an accepted body
+// when taping (and the body is short enough for one).
+func (f *fastSchema) validTape(data []byte, taping bool) (bool, Tape) {
 	w := walker{b: data}
-	return f.check(&w) && w.ws() == len(w.b)
+	if taping && len(data) <= tapeMax {
+		w.taping, w.tape = true, newTape()
+	}
+	if !f.check(&w) || w.ws() != len(w.b) {
+		if w.taping {
+			PutTape(w.tape)
+		}
+		return false, nil
+	}
+	return true, w.tape
 }
 
 // walker is a read position in syntactically valid JSON.
@@ -163,6 +179,12 @@ type walker struct {
 	// depth is the nesting at w.i. Past maxDepth the schema walk gives up
 	// (recursion is the stack's) and sonic.Valid and kin-openapi decide.
 	depth int
+	// anyKeys lets objects repeat keys (Tokenize: the decoders keep the
+	// last value, as encoding/json does).
+	anyKeys bool
+	// taping records the tokens into tape (tape.go).
+	taping bool
+	tape   Tape
 }
 
 const maxDepth = 256
@@ -208,6 +230,15 @@ func (w *walker) number() (text []byte, ok bool) {
 		}
 	}
 	return w.b[start:w.i], true
+}
+
+// scalar consumes word (true, false, null) if it comes next, recording it.
+func (w *walker) scalar(word string) bool {
+	ok := w.literal(word)
+	if ok && w.taping {
+		w.token(TokScalar, false, w.i-len(word), w.i)
+	}
+	return ok
 }
 
 func (w *walker) skipByte(c byte) bool {
@@ -328,14 +359,17 @@ func Special8(x uint64) uint64 {
 	return ((x-lo*0x20) & ^x | (q-lo) & ^q | (b-lo) & ^b) & hi
 }
 
-// text returns the decoded string at w.i; ok is false when it is not a
-// valid JSON string.
-func (w *walker) text() ([]byte, bool) {
+// text returns the decoded string at w.i, recording it on the tape as a
+// token of kind k; ok is false when it is not a valid JSON string.
+func (w *walker) text(k int) ([]byte, bool) {
 	if w.i >= len(w.b) || w.b[w.i] != '"' {
 		return nil, false
 	}
 	from := w.i
 	raw, escaped, ok := w.str()
+	if ok && w.taping {
+		w.token(k, escaped, from+1, w.i-1)
+	}
 	if !ok || !escaped {
 		return raw, ok
 	}
@@ -358,16 +392,19 @@ func (f *fastSchema) check(w *walker) bool {
 	case c == '[':
 		return f.allows(tArray) && f.checkArray(w)
 	case c == '"':
-		b, ok := w.text()
+		b, ok := w.text(TokString)
 		return ok && (w.scanOnly || f.allows(tString) && f.stringOK(b))
 	case c == 't':
-		return w.literal("true") && (w.scanOnly || f.allows(tBoolean) && f.enumOK(true))
+		return w.scalar("true") && (w.scanOnly || f.allows(tBoolean) && f.enumOK(true))
 	case c == 'f':
-		return w.literal("false") && (w.scanOnly || f.allows(tBoolean) && f.enumOK(false))
+		return w.scalar("false") && (w.scanOnly || f.allows(tBoolean) && f.enumOK(false))
 	case c == 'n':
-		return w.literal("null") && (w.scanOnly || f.nullable || f.allows(tNull))
+		return w.scalar("null") && (w.scanOnly || f.nullable || f.allows(tNull))
 	default:
 		text, ok := w.number()
+		if ok && w.taping {
+			w.token(TokScalar, false, w.i-len(text), w.i)
+		}
 		if !ok || w.scanOnly {
 			return ok
 		}
@@ -386,17 +423,19 @@ func (f *fastSchema) checkObject(w *walker) bool {
 		return false
 	}
 	defer w.leave()
+	at := w.open(TokObject)
 	w.i++ // {
 	if w.next('}') {
+		w.close(at)
 		return f.allRequired(seen)
 	}
 	for {
 		w.ws()
-		key, ok := w.text()
+		key, ok := w.text(TokKey)
 		if !ok {
 			return false
 		}
-		if !keys.add(key) {
+		if !w.anyKeys && !keys.add(key) {
 			w.dup = true
 			return false
 		}
@@ -422,6 +461,7 @@ func (f *fastSchema) checkObject(w *walker) bool {
 			return false
 		}
 		if w.next('}') {
+			w.close(at)
 			return f.allRequired(seen)
 		}
 		if !w.next(',') {
@@ -459,6 +499,7 @@ func (f *fastSchema) checkArray(w *walker) bool {
 		return false
 	}
 	defer w.leave()
+	at := w.open(TokArray)
 	var n uint64
 	w.i++ // [
 	if !w.next(']') {
@@ -475,6 +516,7 @@ func (f *fastSchema) checkArray(w *walker) bool {
 			}
 		}
 	}
+	w.close(at)
 	return n >= f.minItems && (f.maxItems == nil || n <= *f.maxItems)
 }
 

@@ -11,12 +11,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/bits"
 	"mime"
 	"net/http"
 	"net/url"
 	"reflect"
 	"sort"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/bytedance/sonic"
@@ -49,7 +51,10 @@ type Validator struct {
 	fast    map[*routers.Route]*fastSchema
 	// simple holds the operations whose parameters the fast path checks
 	// (simpleparams.go).
-	simple  map[*routers.Route]simpleParams
+	simple map[*routers.Route]simpleParams
+	// taped are the operations whose accepted bodies get a Tape (see
+	// Tokenize).
+	taped   map[*routers.Route]bool
 	maxBody int64
 	options *openapi3filter.Options
 	// paramsOnly validates all but the body, for bodies the compiled
@@ -69,6 +74,7 @@ func New(doc *openapi3.T, maxBodyBytes int64) (*Validator, error) {
 		checked: map[*routers.Route]*routers.Route{},
 		fast:    map[*routers.Route]*fastSchema{},
 		simple:  map[*routers.Route]simpleParams{},
+		taped:   map[*routers.Route]bool{},
 		maxBody: maxBodyBytes,
 		options: &openapi3filter.Options{
 			MultiError: true,
@@ -151,6 +157,20 @@ func (v *Validator) Bind(routes []*echo.Route) (unbound []string) {
 	return unbound
 }
 
+// Tokenize has the bodies of these operations that the compiled schema
+// accepts keep the tokens the schema walk found (Body.Tape), for their
+// decoders.
+func (v *Validator) Tokenize(operationIDs ...string) error {
+	for _, id := range operationIDs {
+		r := v.byID[id]
+		if r == nil || v.fast[r] == nil {
+			return fmt.Errorf("validate: no operation %q with a compiled body schema to tokenize", id)
+		}
+		v.taped[r] = true
+	}
+	return nil
+}
+
 // Outside declares routes that deliberately serve no operation of the
 // document (documentation, health checks): Bind does not count them as
 // unbound and Middleware passes them through unvalidated. Only paths
@@ -218,7 +238,11 @@ func (v *Validator) Middleware() echo.MiddlewareFunc {
 			if err := v.validate(c, route); err != nil {
 				return err
 			}
-			return next(c)
+			err := next(c)
+			if b, ok := c.Request().Body.(*Body); ok && err == nil {
+				b.recycle()
+			}
+			return err
 		}
 	}
 }
@@ -228,7 +252,7 @@ func (v *Validator) validate(c echo.Context, route *routers.Route) error {
 	opts := v.options
 	bodyDone := true // no body, or the compiled schema accepted it
 	if rb := route.Operation.RequestBody; rb != nil && rb.Value != nil {
-		bodyOK, err := v.prepareBody(req, rb.Value, v.fast[route])
+		bodyOK, err := v.prepareBody(req, rb.Value, v.fast[route], v.taped[route])
 		if err != nil {
 			return err
 		}
@@ -265,7 +289,7 @@ func (v *Validator) validate(c echo.Context, route *routers.Route) error {
 // sent with no or another content type is taken to be JSON, as Matrix
 // clients are not obliged to label it. It reports whether the compiled
 // schema (if any) already accepted the body.
-func (v *Validator) prepareBody(req *http.Request, rb *openapi3.RequestBody, fast *fastSchema) (bool, error) {
+func (v *Validator) prepareBody(req *http.Request, rb *openapi3.RequestBody, fast *fastSchema, taping bool) (bool, error) {
 	if req.ContentLength > v.maxBody {
 		return false, matrixerr.TooLarge(fmt.Sprintf("Request body is larger than %d bytes", v.maxBody))
 	}
@@ -288,7 +312,8 @@ func (v *Validator) prepareBody(req *http.Request, rb *openapi3.RequestBody, fas
 	}
 	ct, _, _ := mime.ParseMediaType(req.Header.Get(echo.HeaderContentType))
 	trimmed := bytes.TrimSpace(data)
-	isJSON, accepted := checkJSON(trimmed, fast)
+	isJSON, accepted, tape := checkJSON(trimmed, fast, taping)
+	text := trimmed // what tape indexes
 	if isJSON && !accepted && hasDuplicateKeys(trimmed) {
 		// The value validated and the value decoded must be one value.
 		return false, matrixerr.BadJSON("The request body repeats a key")
@@ -303,7 +328,9 @@ func (v *Validator) prepareBody(req *http.Request, rb *openapi3.RequestBody, fas
 			return false, err
 		}
 		data = converted
-		_, accepted = checkJSON(data, fast)
+		PutTape(tape)
+		_, accepted, tape = checkJSON(data, fast, taping)
+		text = data
 	case len(trimmed) == 0:
 		if rb.Required {
 			return false, matrixerr.NotJSON("The request body must be a JSON object")
@@ -315,11 +342,16 @@ func (v *Validator) prepareBody(req *http.Request, rb *openapi3.RequestBody, fas
 	case !accepted:
 		if lenient, ok := numericStrings(data, bodySchema(rb)); ok {
 			data = lenient
-			_, accepted = checkJSON(data, fast)
+			_, accepted, tape = checkJSON(data, fast, taping)
+			text = data
 		}
 	}
 	req.Header.Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
-	req.Body = newBody(data)
+	body := newBody(data)
+	if tape != nil {
+		body.tape, body.tapeText = tape, text
+	}
+	req.Body = body
 	req.ContentLength = int64(len(data))
 	req.GetBody = func() (io.ReadCloser, error) { return newBody(data), nil }
 	return accepted, nil
@@ -334,14 +366,16 @@ func (v *Validator) prepareBody(req *http.Request, rb *openapi3.RequestBody, fas
 // them into U+FFFD): b must be UTF-8 already. prepareBody checks the body
 // as read, and the bodies it rewrites come from json.Marshal, which writes
 // only UTF-8 (checking again here was a second pass over every body).
-func checkJSON(b []byte, fast *fastSchema) (isJSON, accepted bool) {
-	if fast != nil && fast.validJSON(b) {
-		return true, true
+func checkJSON(b []byte, fast *fastSchema, taping bool) (isJSON, accepted bool, t Tape) {
+	if fast != nil {
+		if ok, t := fast.validTape(b, taping); ok {
+			return true, true, t
+		}
 	}
 	if !sonic.Valid(b) {
-		return false, false
+		return false, false, nil
 	}
-	return json.Valid(b), false
+	return json.Valid(b), false, nil
 }
 
 // checkUTF8Params refuses query and path parameters that are not UTF-8
@@ -378,7 +412,7 @@ func readAll(r io.Reader, length, limit int64) ([]byte, error) {
 	if length <= 0 || length > limit {
 		return io.ReadAll(io.LimitReader(r, limit))
 	}
-	buf := make([]byte, length, length+1)
+	buf := newBuffer(int(length) + 1)[:length]
 	n, err := io.ReadFull(r, buf)
 	if err == io.ErrUnexpectedEOF {
 		return buf[:n], nil
@@ -643,17 +677,110 @@ func dedupe(s []string) []string {
 type Body struct {
 	*bytes.Reader
 	data []byte
+	// lent is set by RecycleAfter: the decoder that called it, whose
+	// values point into data.
+	lent Recycler
+	// tape is the schema walk's tokens of tapeText, data or a part of it
+	// (see Tokenize).
+	tape     Tape
+	tapeText []byte
 }
+
+// Tape returns the tokens the schema walk found in the body, and the text
+// they point into (a part of Bytes), or nil if it kept none.
+func (b *Body) Tape() (Tape, []byte) { return b.tape, b.tapeText }
 
 func newBody(data []byte) *Body { return &Body{Reader: bytes.NewReader(data), data: data} }
 
 // Bytes returns the whole body; it must not be modified. The buffer is
-// this request's alone (read into a fresh allocation, or the fresh output
-// of a rewrite) and is never written nor reused, so decoders may keep
-// strings that point into it instead of copying them (the lookup
-// decoders in handlers do, as sonic did): do not pool it.
-// TestBodyBufferIsTheRequests.
+// this request's alone (read into a buffer no other request holds, or the
+// fresh output of a rewrite) and is never written by anyone else while
+// this request runs, so decoders may keep strings that point into it
+// instead of copying them (the lookup decoders in handlers do, as sonic
+// does for the others). It is reused for another request only when a
+// decoder says so with RecycleAfter. TestBodyBufferIsTheRequests.
 func (b *Body) Bytes() []byte { return b.data }
+
+// A Recycler is memory a decoder took for one request's values, such as
+// the slices holding its strings.
+type Recycler interface {
+	// Recycle takes the memory back for another request. Nothing of
+	// this request may be used afterwards.
+	Recycle()
+}
+
+// RecycleAfter declares that the values decoded from the body, and
+// everything made from them, are dropped once the handler has answered
+// without error: the middleware then calls r.Recycle and reuses the
+// body's buffer for the body of a later request. Allocating and zeroing
+// those buffers, and the GC collecting them, was a tenth of a 1,000-item
+// lookup. Only a decoder whose handlers copy what they keep may call it
+// (the lookup decoders): a string pointing into the buffer would change
+// under whoever kept it. After an error nothing is reused (an error may
+// carry a value), and bodies whose decoder does not call it never are.
+// TestRecycledBodyBuffer.
+func (b *Body) RecycleAfter(r Recycler) { b.lent = r }
+
+// recycle returns the buffer and the decoder's memory for reuse, if the
+// decoder lent them.
+func (b *Body) recycle() {
+	if b.lent == nil {
+		return
+	}
+	b.lent.Recycle()
+	putBuffer(b.data)
+	PutTape(b.tape)
+	b.lent, b.data, b.tape, b.tapeText = nil, nil, nil, nil
+	b.Reader.Reset(nil)
+}
+
+// bodyBuffers holds body buffers for reuse (see RecycleAfter), by size
+// class: class k holds buffers of at least minPooledBody<<k bytes. Small
+// bodies are allocated: they cost little, and most of them are decoded by
+// decoders that never recycle.
+var bodyBuffers [6]sync.Pool // 4 KiB to 128 KiB: a 10,000-item lookup is about 300 KB
+
+const minPooledBody = 4 << 10
+
+// bufferClass is the class whose buffers all hold n bytes, or -1.
+func bufferClass(n int) int {
+	if n <= minPooledBody {
+		return 0
+	}
+	k := bits.Len(uint(n-1)) - bits.Len(minPooledBody-1)
+	if k >= len(bodyBuffers) {
+		return -1
+	}
+	return k
+}
+
+// newBuffer returns a buffer of length 0 and capacity at least n,
+// recycled if one is at hand.
+func newBuffer(n int) []byte {
+	if n < minPooledBody {
+		return make([]byte, 0, n)
+	}
+	k := bufferClass(n)
+	if k < 0 {
+		return make([]byte, 0, n)
+	}
+	if p, _ := bodyBuffers[k].Get().(*[]byte); p != nil {
+		return (*p)[:0]
+	}
+	return make([]byte, 0, minPooledBody<<k)
+}
+
+// putBuffer keeps b for newBuffer, in the largest class it can serve.
+func putBuffer(b []byte) {
+	if cap(b) < minPooledBody {
+		return
+	}
+	k := bits.Len(uint(cap(b))) - bits.Len(minPooledBody)
+	if k >= len(bodyBuffers) {
+		return
+	}
+	bodyBuffers[k].Put(&b)
+}
 
 // Close implements io.Closer.
 func (*Body) Close() error { return nil }
