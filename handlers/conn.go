@@ -54,11 +54,16 @@ func drainBody(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// refuseAmbiguousFraming is the Echo side of Guard.
+// refuseAmbiguousFraming is the Echo side of Guard. It runs outside every
+// other middleware (NewHTTP).
 func refuseAmbiguousFraming(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		if sc, _ := c.Request().Context().Value(connKey).(*sniffConn); sc != nil && sc.ambiguous.Load() {
 			c.Response().Header().Set("Connection", "close")
+			// Answered as when this ran before routing (Echo Pre
+			// middleware): in JSON, never as the HTML error page of a
+			// GET submitToken route (handleError looks the route up).
+			c.SetPath("")
 			return matrixerr.New(http.StatusBadRequest, "M_UNRECOGNIZED",
 				"A request may not have both Content-Length and Transfer-Encoding")
 		}
