@@ -3,6 +3,7 @@ package handlers
 import (
 	"context"
 	"net/http"
+	"sync"
 
 	"github.com/sigil-matrix/sigil/gen"
 	"github.com/sigil-matrix/sigil/handlers/identity"
@@ -37,12 +38,19 @@ func (s *Server) LookupV1(ctx context.Context, req gen.LookupV1RequestObject) (g
 // BulkLookup is POST /_matrix/identity/api/v1/bulk_lookup.
 func (s *Server) BulkLookup(ctx context.Context, req gen.BulkLookupRequestObject) (gen.BulkLookupResponseObject, error) {
 	in := req.Body.Threepids
-	mxids, err := s.id.BulkLookup(ctx, in)
-	if err != nil {
+	m := answerPool.Get().(*identity.MXIDs)
+	if err := s.id.BulkLookup(ctx, in, m); err != nil {
 		return nil, err
 	}
-	return bulkAnswer{in: in, mxids: mxids}, nil
+	return bulkAnswer{in: in, m: m}, nil
 }
+
+// answerPool holds bulk lookup answers for reuse once written
+// (bulkAnswer).
+var answerPool = sync.Pool{New: func() any { return new(identity.MXIDs) }}
+
+// maxPooledAnswers bounds the answers a pooled MXIDs keeps room for.
+const maxPooledAnswers = 4096
 
 // GetHashDetails is GET /_matrix/identity/v2/hash_details.
 func (s *Server) GetHashDetails(ctx context.Context, _ gen.GetHashDetailsRequestObject) (gen.GetHashDetailsResponseObject, error) {

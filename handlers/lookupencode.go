@@ -7,6 +7,7 @@ import (
 	"sync"
 	"unicode/utf8"
 
+	"github.com/sigil-matrix/sigil/handlers/identity"
 	"github.com/sigil-matrix/sigil/spec/validate"
 )
 
@@ -20,28 +21,29 @@ import (
 // bulkAnswer is the bulk_lookup answer, {"threepids":[[m, a, mxid], ...]}:
 // the pairs in that are bound, mxids[i] being in[i]'s MXID or "".
 type bulkAnswer struct {
-	in    [][]string
-	mxids []string
+	in [][]string
+	m  *identity.MXIDs // from answerPool, back to it once written
 }
 
 func (a bulkAnswer) VisitBulkLookupResponse(w http.ResponseWriter) error {
-	return writeAnswer(w, a.size(), a.appendTo)
+	err := writeAnswer(w, a.size(), a.appendTo)
+	if a.m.Cap() <= maxPooledAnswers {
+		answerPool.Put(a.m)
+	}
+	return err
 }
 
+// size guesses, as mappingsAnswer.size does: a pair and its MXID are
+// rarely longer, and the pooled buffer has the room after the first
+// answers anyway.
 func (a bulkAnswer) size() int {
-	n := len(`{"threepids":[]}` + "\n")
-	for i, m := range a.mxids {
-		if m != "" {
-			n += len(`["","",""],`) + len(a.in[i][0]) + len(a.in[i][1]) + len(m)
-		}
-	}
-	return n
+	return len(`{"threepids":[]}`+"\n") + len(a.in)*80
 }
 
 func (a bulkAnswer) appendTo(b []byte) []byte {
 	b = append(b, `{"threepids":[`...)
 	first := true
-	for i, m := range a.mxids {
+	for i, m := range a.m.List {
 		if m == "" {
 			continue
 		}

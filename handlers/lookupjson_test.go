@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/sigil-matrix/sigil/gen"
+	"github.com/sigil-matrix/sigil/handlers/identity"
 )
 
 // exactJSON decodes data into v (a pointer to a lookup body) the way the
@@ -173,15 +174,15 @@ func TestAnswerEncodersRoundTrip(t *testing.T) {
 	}
 
 	bulk := bulkAnswer{
-		in:    [][]string{{"email", "a@b"}, {"email", "unbound"}, {"msisdn", "1\"2"}, {"email", "zoë\n"}, {"x", "y"}},
-		mxids: []string{"@a:hs", "", "@b:hs", "@c:hs", ""},
+		in: [][]string{{"email", "a@b"}, {"email", "unbound"}, {"msisdn", "1\"2"}, {"email", "zoë\n"}, {"x", "y"}},
+		m:  &identity.MXIDs{List: []string{"@a:hs", "", "@b:hs", "@c:hs", ""}},
 	}
 	want := [][]string{{"email", "a@b", "@a:hs"}, {"msisdn", "1\"2", "@b:hs"}, {"email", "zoë\n", "@c:hs"}}
 	var gotBulk gen.BulkLookup200JSONResponse
 	if err := json.Unmarshal(bulk.appendTo(nil), &gotBulk); err != nil || !reflect.DeepEqual(gotBulk.Threepids, want) {
 		t.Errorf("bulk answer %s decodes to %v (%v)", bulk.appendTo(nil), gotBulk, err)
 	}
-	for _, a := range []bulkAnswer{{}, {in: [][]string{{"a", "b"}}, mxids: []string{""}}} {
+	for _, a := range []bulkAnswer{{m: &identity.MXIDs{}}, {in: [][]string{{"a", "b"}}, m: &identity.MXIDs{List: []string{""}}}} {
 		if got := string(a.appendTo(nil)); got != "{\"threepids\":[]}\n" {
 			t.Errorf("empty bulk answer %q", got)
 		}
@@ -238,12 +239,12 @@ func roundTrip(t *testing.T, decoded any) {
 	switch b := decoded.(type) {
 	case gen.BulkLookupJSONRequestBody:
 		// Every pair of two is bound, to its address reversed.
-		a := bulkAnswer{in: b.Threepids, mxids: make([]string, len(b.Threepids))}
+		a := bulkAnswer{in: b.Threepids, m: &identity.MXIDs{List: make([]string, len(b.Threepids))}}
 		want := [][]string{}
 		for i, p := range b.Threepids {
 			if len(p) == 2 {
-				a.mxids[i] = "@" + reverse(p[1])
-				want = append(want, []string{p[0], p[1], viaJSON(a.mxids[i])})
+				a.m.List[i] = "@" + reverse(p[1])
+				want = append(want, []string{p[0], p[1], viaJSON(a.m.List[i])})
 			}
 		}
 		var got gen.BulkLookup200JSONResponse

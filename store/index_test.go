@@ -371,8 +371,9 @@ func testTwoInstances(t *testing.T, backend string) {
 			must(t, a.PutAssociation(ctx, Association{Medium: "email", Address: addr, MXID: "@lat:hs",
 				NotAfter: 1 << 41, LookupHash: realHash("email", addr, "pepper1")}))
 			for {
-				got, ok := b.ix.lookupPairs([]ThreePID{{"email", addr}}, 1)
-				if ok && got[0] == "@lat:hs" {
+				var got MXIDs
+				ok := b.ix.lookupPairs([]ThreePID{{"email", addr}}, 1, &got)
+				if ok && got.List[0] == "@lat:hs" {
 					break
 				}
 				if time.Since(start) > 5*time.Second {
@@ -729,4 +730,40 @@ func procRSS() string {
 		}
 	}
 	return strings.Join(out, ", ")
+}
+
+// TestMXIDsReused: answers into a used MXIDs hold only this lookup's
+// MXIDs, from the index and from the database alike.
+func TestMXIDsReused(t *testing.T) {
+	ctx := context.Background()
+	dsn := freshDSN(t, "sqlite")
+	indexed := openT(t, dsn)
+	as := []Association{
+		{Medium: "email", Address: "a@example.org", MXID: "@a:hs", NotAfter: 1 << 41, LookupHash: realHash("email", "a@example.org", "p")},
+		{Medium: "email", Address: "b@example.org", MXID: "@bee:hs", NotAfter: 1 << 41, LookupHash: realHash("email", "b@example.org", "p")},
+	}
+	must(t, indexed.InsertAssociations(ctx, as))
+	waitIndex(t, indexed)
+	fromDB, err := Open(ctx, dsn, WithoutLookupIndex())
+	must(t, err)
+	t.Cleanup(func() { _ = fromDB.Close() })
+	for name, s := range map[string]*Store{"index": indexed, "database": fromDB} {
+		t.Run(name, func(t *testing.T) {
+			var m MXIDs
+			rounds := []struct {
+				pairs []ThreePID
+				want  []string
+			}{
+				{[]ThreePID{{"email", "a@example.org"}, {"email", "b@example.org"}}, []string{"@a:hs", "@bee:hs"}},
+				{[]ThreePID{{"email", "none@example.org"}, {"email", "a@example.org"}}, []string{"", "@a:hs"}},
+				{[]ThreePID{{"email", "none@example.org"}}, []string{""}},
+			}
+			for i, r := range rounds {
+				must(t, s.LookupThreePIDsInto(ctx, r.pairs, 1, &m))
+				if !slices.Equal(m.List, r.want) {
+					t.Errorf("round %d: %q, want %q", i, m.List, r.want)
+				}
+			}
+		})
+	}
 }

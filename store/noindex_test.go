@@ -48,12 +48,13 @@ func TestCommandStoreLoadsNoIndexYetServersSeeItsWrites(t *testing.T) {
 			}
 			deadline := time.Now().Add(5 * time.Second)
 			for {
-				got, ok := server.ix.lookupPairs([]ThreePID{{"email", addr}}, 1)
-				if ok && got[0] == "@cmd:hs" {
+				var got MXIDs
+				ok := server.ix.lookupPairs([]ThreePID{{"email", addr}}, 1, &got)
+				if ok && got.List[0] == "@cmd:hs" {
 					break
 				}
 				if time.Now().After(deadline) {
-					t.Fatalf("the command's write never reached the server's index (%v %q)", ok, got)
+					t.Fatalf("the command's write never reached the server's index (%v %q)", ok, got.List)
 				}
 				time.Sleep(5 * time.Millisecond)
 			}
