@@ -2,6 +2,10 @@ package store
 
 import (
 	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sync/atomic"
 	"time"
 
 	"gorm.io/gorm/clause"
@@ -30,12 +34,27 @@ func (s *Store) CreateAccount(ctx context.Context, userID, tokenHash string, now
 }
 
 // AccountByTokenHash returns the user a token belongs to, or ErrNotFound.
+// It runs on every authenticated request: a prepared statement, which
+// cost a third of what GORM's query did.
 func (s *Store) AccountByTokenHash(ctx context.Context, tokenHash string) (string, error) {
-	var a Account
-	if err := s.db.WithContext(ctx).Where("token_hash = ?", tokenHash).Take(&a).Error; err != nil {
+	const q = "SELECT user_id FROM accounts WHERE token_hash = ? LIMIT 1"
+	var slot *atomic.Pointer[sql.Stmt]
+	if s.ix != nil {
+		slot = &s.ix.account
+	}
+	if s.dialect == DialectSQLite {
+		// A one-row read: not worth go-sqlite3's watcher goroutine.
+		ctx = context.WithoutCancel(ctx)
+	}
+	var user string
+	err := s.queryRow(ctx, slot, q, tokenHash).Scan(&user)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("store: account: %w", ErrNotFound)
+	}
+	if err != nil {
 		return "", wrap("account", err)
 	}
-	return a.UserID, nil
+	return user, nil
 }
 
 // DeleteAccount revokes one token; false when it was unknown.

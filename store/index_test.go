@@ -553,6 +553,42 @@ func TestHashKey(t *testing.T) {
 	}
 }
 
+// TestHashKeyMatchesStrictBase64: hashKey's decoding agrees with
+// encoding/base64's strict base64url on every 43-character string, which
+// is what it replaced.
+func TestHashKeyMatchesStrictBase64(t *testing.T) {
+	strict := base64.RawURLEncoding.Strict()
+	ref := func(h string) (hkey, bool) {
+		var sum [32]byte
+		n, err := strict.Decode(sum[:], []byte(h))
+		return hkey(sum[:12]), err == nil && n == 32
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	var cases []string
+	for range 20000 {
+		b := make([]byte, 43)
+		for i := range b {
+			b[i] = alphabet[rng.IntN(len(alphabet))]
+		}
+		cases = append(cases, string(b))
+		// One byte changed to anything: +, /, =, \n, \r, NUL, non-ASCII...
+		b[rng.IntN(43)] = byte(rng.IntN(256))
+		cases = append(cases, string(b))
+	}
+	h := realHash("email", "a@b", "p")
+	cases = append(cases, h, h[:42]+"B", h[:42]+"\n", "\n"+h[1:], h[:20]+"="+h[21:])
+	for _, c := range cases {
+		want, canonical := ref(c)
+		if canonicalDigest(c) != canonical {
+			t.Fatalf("%q: canonical %v, encoding/base64 says %v", c, !canonical, canonical)
+		}
+		if canonical && (hashKey(c) != want || hashKey([]byte(c)) != want) {
+			t.Fatalf("%q: key %x, want %x", c, hashKey(c), want)
+		}
+	}
+}
+
 // ---------------------------------------------------------------- benchmark
 
 // BenchmarkIndexLookupHashes looks up 1,000 hashes (3 in 4 bound) among
