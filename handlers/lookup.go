@@ -45,8 +45,8 @@ func (s *Server) BulkLookup(ctx context.Context, req gen.BulkLookupRequestObject
 	return bulkAnswer{in: in, m: m}, nil
 }
 
-// answerPool holds bulk lookup answers for reuse once written
-// (bulkAnswer).
+// answerPool holds bulk and v2 lookup answers for reuse once written
+// (bulkAnswer, mappingsAnswer).
 var answerPool = sync.Pool{New: func() any { return new(identity.MXIDs) }}
 
 // maxPooledAnswers bounds the answers a pooled MXIDs keeps room for.
@@ -64,9 +64,9 @@ func (s *Server) GetHashDetails(ctx context.Context, _ gen.GetHashDetailsRequest
 // LookupV2 is POST /_matrix/identity/v2/lookup.
 func (s *Server) LookupV2(ctx context.Context, req gen.LookupV2RequestObject) (gen.LookupV2ResponseObject, error) {
 	b := req.Body
-	mappings, err := s.id.HashedLookup(ctx, string(b.Algorithm), b.Pepper, b.Addresses)
-	if err != nil {
+	m := answerPool.Get().(*identity.MXIDs)
+	if err := s.id.HashedLookup(ctx, string(b.Algorithm), b.Pepper, b.Addresses, m); err != nil {
 		return nil, err
 	}
-	return mappingsAnswer(mappings), nil
+	return mappingsAnswer{hashes: b.Addresses, m: m}, nil
 }

@@ -62,31 +62,41 @@ func (a bulkAnswer) appendTo(b []byte) []byte {
 	return append(b, "]}\n"...)
 }
 
-// mappingsAnswer is the v2 lookup answer, {"mappings":{hash: mxid, ...}}.
-type mappingsAnswer map[string]string
-
-func (m mappingsAnswer) VisitLookupV2Response(w http.ResponseWriter) error {
-	return writeAnswer(w, m.size(), m.appendTo)
+// mappingsAnswer is the v2 lookup answer, {"mappings":{hash: mxid, ...}}:
+// the hashes asked that are bound, m.List[i] being hashes[i]'s MXID or ""
+// (repeats are "": identity.HashedLookup), in the order asked.
+type mappingsAnswer struct {
+	hashes []string
+	m      *identity.MXIDs // from answerPool, back to it once written
 }
 
-// size guesses: iterating a map costs more than growing the buffer would
-// (pooled, it has the room after the first answers anyway). A sha256
-// mapping is 43 bytes of hash and an MXID.
-func (m mappingsAnswer) size() int {
-	return len(`{"mappings":{}}`+"\n") + len(m)*80
+func (a mappingsAnswer) VisitLookupV2Response(w http.ResponseWriter) error {
+	err := writeAnswer(w, a.size(), a.appendTo)
+	if a.m.Cap() <= maxPooledAnswers {
+		answerPool.Put(a.m)
+	}
+	return err
 }
 
-func (m mappingsAnswer) appendTo(b []byte) []byte {
+// size guesses: a sha256 mapping is 43 bytes of hash and an MXID.
+func (a mappingsAnswer) size() int {
+	return len(`{"mappings":{}}`+"\n") + len(a.hashes)*80
+}
+
+func (a mappingsAnswer) appendTo(b []byte) []byte {
 	b = append(b, `{"mappings":{`...)
 	first := true
-	for k, v := range m {
+	for i, m := range a.m.List {
+		if m == "" {
+			continue
+		}
 		if !first {
 			b = append(b, ',')
 		}
 		first = false
-		b = appendJSONString(b, k)
+		b = appendJSONString(b, a.hashes[i])
 		b = append(b, ':')
-		b = appendJSONString(b, v)
+		b = appendJSONString(b, m)
 	}
 	return append(b, "}}\n"...)
 }

@@ -188,12 +188,16 @@ func TestAnswerEncodersRoundTrip(t *testing.T) {
 		}
 	}
 
-	m := mappingsAnswer{"h1": "@a:hs", "h\"2": "@b:hs", "h3\u00e9": "@c\\:hs"}
+	m := mappingsAnswer{
+		hashes: []string{"h1", "h\"2", "unbound", "h3\u00e9"},
+		m:      &identity.MXIDs{List: []string{"@a:hs", "@b:hs", "", "@c\\:hs"}},
+	}
+	wantV2 := map[string]string{"h1": "@a:hs", "h\"2": "@b:hs", "h3\u00e9": "@c\\:hs"}
 	var gotV2 gen.LookupV2200JSONResponse
-	if err := json.Unmarshal(m.appendTo(nil), &gotV2); err != nil || !reflect.DeepEqual(gotV2.Mappings, map[string]string(m)) {
+	if err := json.Unmarshal(m.appendTo(nil), &gotV2); err != nil || !reflect.DeepEqual(gotV2.Mappings, wantV2) {
 		t.Errorf("v2 answer %s decodes to %v (%v)", m.appendTo(nil), gotV2, err)
 	}
-	for _, a := range []mappingsAnswer{{}, nil} {
+	for _, a := range []mappingsAnswer{{m: &identity.MXIDs{}}, {hashes: []string{"x"}, m: &identity.MXIDs{List: []string{""}}}} {
 		if got := string(a.appendTo(nil)); got != "{\"mappings\":{}}\n" {
 			t.Errorf("empty v2 answer %q", got)
 		}
@@ -253,15 +257,26 @@ func roundTrip(t *testing.T, decoded any) {
 			t.Fatalf("bulk answer %q reads back as %#v (%v), want %#v", enc, got.Threepids, err, want)
 		}
 	case gen.LookupV2JSONRequestBody:
-		m := mappingsAnswer{}
-		for i, a := range b.Addresses {
-			m[a] = b.Addresses[len(b.Addresses)-1-i]
+		// Each address bound to the address at the other end, and the
+		// pepper to the algorithm; repeats answered once (the first).
+		m := mappingsAnswer{hashes: append(slices.Clone(b.Addresses), b.Pepper), m: &identity.MXIDs{}}
+		want := map[string]string{}
+		for i, h := range m.hashes {
+			v := string(b.Algorithm)
+			if i < len(b.Addresses) {
+				v = b.Addresses[len(b.Addresses)-1-i]
+			}
+			if _, repeat := want[h]; repeat || v == "" {
+				v = ""
+			} else {
+				want[h] = v
+			}
+			m.m.List = append(m.m.List, v)
 		}
-		m[b.Pepper] = string(b.Algorithm)
 		var got gen.LookupV2200JSONResponse
 		enc := m.appendTo(nil)
-		if err := json.Unmarshal(enc, &got); err != nil || !reflect.DeepEqual(got.Mappings, map[string]string(m)) {
-			t.Fatalf("v2 answer %q reads back as %#v (%v), want %#v", enc, got.Mappings, err, m)
+		if err := json.Unmarshal(enc, &got); err != nil || !reflect.DeepEqual(got.Mappings, want) {
+			t.Fatalf("v2 answer %q reads back as %#v (%v), want %#v", enc, got.Mappings, err, want)
 		}
 	}
 }

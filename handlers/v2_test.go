@@ -193,6 +193,17 @@ func TestHashedLookup(t *testing.T) {
 	if m, _ := r.JSON()["mappings"].(map[string]any); r.Status != 200 || len(m) != 1 || m["quinn@example.org email"] != "@quinn:example.org" {
 		t.Fatalf("none lookup: %d %s", r.Status, r.Body)
 	}
+	// An address asked twice is one mapping: the answer's object has no
+	// repeated key (decoders would keep one; the bytes must not repeat).
+	for _, tt := range []struct{ algorithm, addr, miss string }{
+		{"sha256", hash, miss},
+		{"none", "quinn@example.org email", "x@example.org email"},
+	} {
+		r = lookup(map[string]any{"algorithm": tt.algorithm, "pepper": pepper, "addresses": []string{tt.addr, tt.miss, tt.addr}})
+		if n := strings.Count(string(r.Body), `"`+tt.addr+`"`); r.Status != 200 || n != 1 {
+			t.Errorf("%s lookup of a repeated address: %d, %d times in %s", tt.algorithm, r.Status, n, r.Body)
+		}
+	}
 	r = lookup(map[string]any{"algorithm": "sha256", "pepper": "stale", "addresses": []string{hash}})
 	if r.Status != 400 || r.Errcode() != "M_INVALID_PEPPER" || r.String("lookup_pepper") != pepper || r.String("algorithm") != "sha256" {
 		t.Errorf("wrong pepper: %d %s", r.Status, r.Body)

@@ -44,6 +44,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	mrand "math/rand/v2"
 	"slices"
 	"strconv"
@@ -1526,7 +1527,39 @@ type ixScratch struct {
 	ak   []akey
 	slot []uint32
 	hit  []int32 // the answering entry, or -1
+	seen []int32 // dropRepeats' set
 	sink byte
+}
+
+// dropRepeats forgets the hits of entries an earlier key already hit: a
+// hash asked twice is answered once. A key hits one entry, and an entry
+// has one key, so repeated entries are repeated keys. The set is open
+// addressing over entry numbers, sized for hits.
+func (sc *ixScratch) dropRepeats(hits int) {
+	n := 1 << bits.Len(uint(2*hits))
+	if cap(sc.seen) < n {
+		sc.seen = make([]int32, n)
+	}
+	set := sc.seen[:n]
+	for i := range set {
+		set[i] = -1
+	}
+	mask, shift := uint32(n-1), 32-bits.Len(uint(n-1))
+	for i, idx := range sc.hit {
+		if idx < 0 {
+			continue
+		}
+		for j := uint32(idx) * 0x9E3779B1 >> shift; ; j = (j + 1) & mask { // Fibonacci hashing
+			if set[j] == idx {
+				sc.hit[i] = -1
+				break
+			}
+			if set[j] < 0 {
+				set[j] = idx
+				break
+			}
+		}
+	}
 }
 
 var scratchPool = sync.Pool{New: func() any { return new(ixScratch) }}
@@ -1624,9 +1657,9 @@ func (t *ixTable) each(sc *ixScratch, size int, buf []byte, fn func(i int, mxid 
 
 // lookupHashes answers LookupHashes from the index; ok is false when it is
 // not loaded.
-func (ix *lookupIndex) lookupHashes(hashes []string, now int64) (out map[string]string, ok bool) {
+func (ix *lookupIndex) lookupHashes(hashes []string, now int64, m *MXIDs) (ok bool) {
 	if ix == nil {
-		return nil, false
+		return false
 	}
 	sc := getScratch(len(hashes))
 	defer scratchPool.Put(sc)
@@ -1637,12 +1670,15 @@ func (ix *lookupIndex) lookupHashes(hashes []string, now int64) (out map[string]
 	defer ix.mu.RUnlock()
 	t := ix.tab
 	if t == nil {
-		return nil, false
+		return false
 	}
 	hits, size := t.probe(sc, true, now)
-	out = make(map[string]string, hits)
-	t.each(sc, size, nil, func(i int, mxid string) { out[hashes[i]] = mxid })
-	return out, true
+	if hits > 1 {
+		sc.dropRepeats(hits)
+	}
+	out := m.reset(len(hashes))
+	m.buf = t.each(sc, size, m.buf, func(i int, mxid string) { out[i] = mxid })
+	return true
 }
 
 // lookupPairs answers LookupThreePIDs from the index; ok is false when it

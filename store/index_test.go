@@ -769,7 +769,8 @@ func procRSS() string {
 }
 
 // TestMXIDsReused: answers into a used MXIDs hold only this lookup's
-// MXIDs, from the index and from the database alike.
+// MXIDs, from the index and from the database alike, each hash found
+// answered once.
 func TestMXIDsReused(t *testing.T) {
 	ctx := context.Background()
 	dsn := freshDSN(t, "sqlite")
@@ -798,6 +799,23 @@ func TestMXIDsReused(t *testing.T) {
 				must(t, s.LookupThreePIDsInto(ctx, r.pairs, 1, &m))
 				if !slices.Equal(m.List, r.want) {
 					t.Errorf("round %d: %q, want %q", i, m.List, r.want)
+				}
+			}
+			// Hashes, into the same MXIDs: a repeated hash is answered
+			// once, at its first place.
+			ha, hb := as[0].LookupHash, as[1].LookupHash
+			hashRounds := []struct {
+				hashes []string
+				want   []string
+			}{
+				{[]string{hb, ha, "nope", hb, ha, hb}, []string{"@bee:hs", "@a:hs", "", "", "", ""}},
+				{[]string{"nope", ha}, []string{"", "@a:hs"}},
+				{[]string{ha, ha}, []string{"@a:hs", ""}},
+			}
+			for i, r := range hashRounds {
+				must(t, s.LookupHashesInto(ctx, r.hashes, 1, &m))
+				if !slices.Equal(m.List, r.want) {
+					t.Errorf("hash round %d: %q, want %q", i, m.List, r.want)
 				}
 			}
 		})

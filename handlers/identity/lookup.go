@@ -126,52 +126,53 @@ func putPairs(pp *[]store.ThreePID) {
 	pairsPool.Put(pp)
 }
 
-// HashedLookup is the v2 lookup. sha256 lookups match the hashes stored
-// with each binding (computed at bind time and indexed, never per lookup);
-// "none" lookups take "<address> <medium>" strings. It returns the
-// mappings of the addresses that are bound, keyed as they were asked.
-func (s *Service) HashedLookup(ctx context.Context, algorithm, pepper string, addresses []string) (map[string]string, error) {
+// HashedLookup is the v2 lookup, answered into m: m.List[i] is the MXID
+// addresses[i] is bound to, or "" when it is not or repeats an earlier
+// address (each mapping is answered once). sha256 lookups match the
+// hashes stored with each binding (computed at bind time and indexed,
+// never per lookup); "none" lookups take "<address> <medium>" strings.
+// m may be reused for another lookup once the answer is written.
+func (s *Service) HashedLookup(ctx context.Context, algorithm, pepper string, addresses []string, m *MXIDs) error {
 	current, err := s.Pepper(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if algorithm != AlgorithmSHA256 && algorithm != AlgorithmNone {
-		return nil, matrixerr.InvalidParam("Unsupported algorithm: use one of those hash_details lists")
+		return matrixerr.InvalidParam("Unsupported algorithm: use one of those hash_details lists")
 	}
 	if !secretEqual(pepper, current) {
-		return nil, matrixerr.InvalidPepper(AlgorithmSHA256, current)
+		return matrixerr.InvalidPepper(AlgorithmSHA256, current)
 	}
 	if err := s.tooMany(len(addresses)); err != nil {
-		return nil, err
+		return err
 	}
 	now := s.now().UnixMilli()
 	if algorithm == AlgorithmSHA256 {
-		// Keyed by the requested hashes, holding only those that resolve:
-		// exactly the mappings.
-		found, err := s.store.LookupHashes(ctx, addresses, now)
-		if err != nil {
-			return nil, matrixerr.Unknown(fmt.Errorf("hashed lookup: %w", err))
+		if err := s.store.LookupHashesInto(ctx, addresses, now, m); err != nil {
+			return matrixerr.Unknown(fmt.Errorf("hashed lookup: %w", err))
 		}
-		return found, nil
+		return nil
 	}
 	pairs := make([]store.ThreePID, len(addresses))
 	for i, a := range addresses {
 		sp := strings.LastIndexByte(a, ' ')
 		if sp <= 0 {
-			return nil, matrixerr.InvalidParam(`With algorithm "none" each address must be "<address> <medium>"`)
+			return matrixerr.InvalidParam(`With algorithm "none" each address must be "<address> <medium>"`)
 		}
 		medium := a[sp+1:]
 		pairs[i] = store.ThreePID{Medium: medium, Address: canonicalAddress(medium, a[:sp])}
 	}
-	mxids, err := s.store.LookupThreePIDs(ctx, pairs, now)
-	if err != nil {
-		return nil, matrixerr.Unknown(fmt.Errorf("lookup: %w", err))
+	if err := s.store.LookupThreePIDsInto(ctx, pairs, now, m); err != nil {
+		return matrixerr.Unknown(fmt.Errorf("lookup: %w", err))
 	}
-	mappings := make(map[string]string)
-	for i, m := range mxids {
-		if m != "" {
-			mappings[addresses[i]] = m
+	seen := make(map[string]bool)
+	for i, mxid := range m.List {
+		if mxid != "" {
+			if seen[addresses[i]] {
+				m.List[i] = ""
+			}
+			seen[addresses[i]] = true
 		}
 	}
-	return mappings, nil
+	return nil
 }
