@@ -239,8 +239,8 @@ func (v *Validator) Middleware() echo.MiddlewareFunc {
 				return err
 			}
 			err := next(c)
-			if b, ok := c.Request().Body.(*Body); ok && err == nil {
-				b.recycle()
+			if b, ok := c.Request().Body.(*Body); ok && err == nil && b.recycle() {
+				c.Request().GetBody = nil // it would read the reused buffer
 			}
 			return err
 		}
@@ -722,16 +722,17 @@ type Recycler interface {
 func (b *Body) RecycleAfter(r Recycler) { b.lent = r }
 
 // recycle returns the buffer and the decoder's memory for reuse, if the
-// decoder lent them.
-func (b *Body) recycle() {
+// decoder lent them, and reports whether it did.
+func (b *Body) recycle() bool {
 	if b.lent == nil {
-		return
+		return false
 	}
 	b.lent.Recycle()
 	putBuffer(b.data)
 	PutTape(b.tape)
 	b.lent, b.data, b.tape, b.tapeText = nil, nil, nil, nil
 	b.Reader.Reset(nil)
+	return true
 }
 
 // bodyBuffers holds body buffers for reuse (see RecycleAfter), by size
