@@ -25,26 +25,8 @@ import (
 // stack in-process, so profiles show the server and not the network.
 func benchEnv(b *testing.B, n int) (*echo.Echo, string, string) {
 	env := apitest.New(b)
-	ctx := b.Context()
-	pepper := "benchpepper"
-	if err := env.Store.SetSetting(ctx, identity.PepperKey, pepper); err != nil {
-		b.Fatal(err)
-	}
-	now := time.Now()
-	as := make([]store.Association, n)
-	for i := range as {
-		addr := fmt.Sprintf("user%d@load.test", i)
-		as[i] = store.Association{Medium: "email", Address: addr, MXID: fmt.Sprintf("@user%d:load.test", i),
-			TS: now.UnixMilli(), NotBefore: now.UnixMilli(), NotAfter: now.Add(time.Hour).UnixMilli(),
-			Signed: []byte(`{"address":"` + addr + `"}`), LookupHash: signing.LookupHash(addr, "email", pepper)}
-	}
-	if err := env.Store.InsertAssociations(ctx, as); err != nil {
-		b.Fatal(err)
-	}
-	tok := "benchtoken"
-	if err := env.Store.CreateAccount(ctx, "@bench:load.test", identity.AccessTokenHash(tok), now); err != nil {
-		b.Fatal(err)
-	}
+	pepper, tok := "benchpepper", "benchtoken"
+	seedBindings(b, env, n, "load.test", pepper, tok)
 	// As shipped: metrics, and the access log at info in slog's text
 	// layout through the fast path (to a writer that drops it, as
 	// cmd/sigil's logBuffer takes it without a system call).
@@ -56,6 +38,30 @@ func benchEnv(b *testing.B, n int) (*echo.Echo, string, string) {
 		b.Fatal(err)
 	}
 	return e, pepper, tok
+}
+
+// seedBindings binds user<i>@domain to @user<i>:domain for i < n, valid
+// for an hour, with lookup hashes under pepper (made the current one),
+// and registers the access token tok.
+func seedBindings(tb testing.TB, env *apitest.Env, n int, domain, pepper, tok string) {
+	ctx := tb.Context()
+	if err := env.Store.SetSetting(ctx, identity.PepperKey, pepper); err != nil {
+		tb.Fatal(err)
+	}
+	now := time.Now()
+	as := make([]store.Association, n)
+	for i := range as {
+		addr := fmt.Sprintf("user%d@%s", i, domain)
+		as[i] = store.Association{Medium: "email", Address: addr, MXID: fmt.Sprintf("@user%d:%s", i, domain),
+			TS: now.UnixMilli(), NotBefore: now.UnixMilli(), NotAfter: now.Add(time.Hour).UnixMilli(),
+			Signed: []byte(`{"address":"` + addr + `"}`), LookupHash: signing.LookupHash(addr, "email", pepper)}
+	}
+	if err := env.Store.InsertAssociations(ctx, as); err != nil {
+		tb.Fatal(err)
+	}
+	if err := env.Store.CreateAccount(ctx, "@bench:"+domain, identity.AccessTokenHash(tok), now); err != nil {
+		tb.Fatal(err)
+	}
 }
 
 // stackCase is one request of the stack benchmarks.

@@ -26,11 +26,7 @@ type bulkAnswer struct {
 }
 
 func (a bulkAnswer) VisitBulkLookupResponse(w http.ResponseWriter) error {
-	err := writeAnswer(w, a.size(), a.appendTo)
-	if a.m.Cap() <= maxPooledAnswers {
-		answerPool.Put(a.m)
-	}
-	return err
+	return writePooled(w, a.m, a.size(), a.appendTo)
 }
 
 // size guesses, as mappingsAnswer.size does: a pair and its MXID are
@@ -71,9 +67,15 @@ type mappingsAnswer struct {
 }
 
 func (a mappingsAnswer) VisitLookupV2Response(w http.ResponseWriter) error {
-	err := writeAnswer(w, a.size(), a.appendTo)
-	if a.m.Cap() <= maxPooledAnswers {
-		answerPool.Put(a.m)
+	return writePooled(w, a.m, a.size(), a.appendTo)
+}
+
+// writePooled is writeAnswer for an answer built from m, which goes back
+// to answerPool once written.
+func writePooled(w http.ResponseWriter, m *identity.MXIDs, size int, appendTo func([]byte) []byte) error {
+	err := writeAnswer(w, size, appendTo)
+	if m.Cap() <= maxPooledAnswers {
+		answerPool.Put(m)
 	}
 	return err
 }

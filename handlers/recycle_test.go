@@ -5,12 +5,9 @@ import (
 	"math/rand/v2"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/sigil-matrix/sigil/handlers/apitest"
-	"github.com/sigil-matrix/sigil/handlers/identity"
 	"github.com/sigil-matrix/sigil/handlers/signing"
-	"github.com/sigil-matrix/sigil/store"
 )
 
 // TestConcurrentLookupsKeepTheirOwnBodies: the big lookups decode into
@@ -21,25 +18,8 @@ import (
 // addresses or MXIDs. Bodies are over 4 KiB, the smallest pooled size.
 func TestConcurrentLookupsKeepTheirOwnBodies(t *testing.T) {
 	env := apitest.New(t)
-	ctx := t.Context()
 	const pepper, tok, bound = "recyclepepper", "recycletoken", 200
-	if err := env.Store.SetSetting(ctx, identity.PepperKey, pepper); err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	as := make([]store.Association, bound)
-	for i := range as {
-		addr := fmt.Sprintf("user%d@recycle.test", i)
-		as[i] = store.Association{Medium: "email", Address: addr, MXID: fmt.Sprintf("@u%d:recycle.test", i),
-			TS: now.UnixMilli(), NotBefore: now.UnixMilli(), NotAfter: now.Add(time.Hour).UnixMilli(),
-			Signed: []byte(`{}`), LookupHash: signing.LookupHash(addr, "email", pepper)}
-	}
-	if err := env.Store.InsertAssociations(ctx, as); err != nil {
-		t.Fatal(err)
-	}
-	if err := env.Store.CreateAccount(ctx, "@r:recycle.test", identity.AccessTokenHash(tok), now); err != nil {
-		t.Fatal(err)
-	}
+	seedBindings(t, env, bound, "recycle.test", pepper, tok)
 
 	var wg sync.WaitGroup
 	for g := range 8 {
@@ -60,7 +40,7 @@ func TestConcurrentLookupsKeepTheirOwnBodies(t *testing.T) {
 					pairs[i] = []string{"email", addr}
 					hashes[i] = signing.LookupHash(addr, "email", pepper)
 					if k < bound {
-						wantBulk[addr] = fmt.Sprintf("@u%d:recycle.test", k)
+						wantBulk[addr] = fmt.Sprintf("@user%d:recycle.test", k)
 						wantV2[hashes[i]] = wantBulk[addr]
 					}
 				}
