@@ -48,7 +48,7 @@ func (a bulkAnswer) appendTo(b []byte) []byte {
 		}
 		first = false
 		b = append(b, '[')
-		b = appendJSONString(b, a.in[i][0])
+		b = appendMedium(b, a.in[i][0])
 		b = append(b, ',')
 		b = appendJSONString(b, a.in[i][1])
 		b = append(b, ',')
@@ -56,6 +56,18 @@ func (a bulkAnswer) appendTo(b []byte) []byte {
 		b = append(b, ']')
 	}
 	return append(b, "]}\n"...)
+}
+
+// appendMedium is appendJSONString, the two media the spec names
+// appended as constants (a third of the strings of a bulk answer).
+func appendMedium(b []byte, m string) []byte {
+	switch m {
+	case "email":
+		return append(b, `"email"`...)
+	case "msisdn":
+		return append(b, `"msisdn"`...)
+	}
+	return appendJSONString(b, m)
 }
 
 // mappingsAnswer is the v2 lookup answer, {"mappings":{hash: mxid, ...}}:
