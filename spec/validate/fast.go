@@ -472,11 +472,22 @@ func (f *fastSchema) checkObject(w *walker) bool {
 
 // enter notes one more level of nesting; false past maxDepth, except for
 // the duplicate scan, which must see everything (it runs on bodies
-// sonic.Valid accepted).
+// sonic.Valid accepted), and Tokenize, which stops where encoding/json
+// does (maxTokenizeDepth).
 func (w *walker) enter() bool {
 	w.depth++
-	return w.depth <= maxDepth || w.scanOnly
+	switch {
+	case w.scanOnly && w.taping:
+		return w.depth <= maxTokenizeDepth
+	case w.scanOnly:
+		return true
+	}
+	return w.depth <= maxDepth
 }
+
+// maxTokenizeDepth is encoding/json's nesting limit: the validator
+// refuses deeper bodies before any decoder runs.
+const maxTokenizeDepth = 10000
 
 func (w *walker) leave() { w.depth-- }
 

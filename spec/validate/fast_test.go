@@ -265,7 +265,7 @@ func FuzzFastSchema(f *testing.F) {
 					t.Fatalf("%q is not JSON, yet the walker accepts it", body)
 				}
 			}
-			if tokenized && len(body) < 10000 { // encoding/json refuses nesting past 10,000
+			if tokenized {
 				t.Fatalf("%q is not JSON, yet Tokenize accepts it", body)
 			}
 			return

@@ -56,10 +56,11 @@ func (t Tape) Next(i int) int {
 }
 
 // Tokenize returns the tape of data, or ok false when data is not JSON
-// (RFC 8259) in valid UTF-8, or too long for a tape (1 GiB). It is the
-// schema walk's tokenizer without a schema: for bodies the validator did
-// not tokenize. The tape comes from a pool: hand it to Body.RecycleAfter's
-// reuse with PutTape, or drop it.
+// (RFC 8259) in valid UTF-8, nests deeper than encoding/json allows
+// (10,000), or is too long for a tape (1 GiB). It is the schema walk's
+// tokenizer without a schema, for bodies the validator did not tokenize;
+// objects may repeat keys. The tape comes from a pool: give it back with
+// PutTape once read, or drop it.
 func Tokenize(data []byte) (t Tape, ok bool) {
 	if len(data) > tapeMax || !utf8.Valid(data) {
 		return nil, false

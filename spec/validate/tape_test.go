@@ -2,6 +2,7 @@ package validate
 
 import (
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/getkin/kin-openapi/openapi3"
@@ -69,8 +70,13 @@ func TestTapeOfTheSchemaWalk(t *testing.T) {
 		}
 	}
 
-	// Not JSON, or not UTF-8: no tape.
-	for _, bad := range []string{`{"a":}`, `{"a":1`, `"\x00"`, "\"\xff\"", `[1,]`} {
+	// Not JSON, or not UTF-8, or nested past encoding/json's limit: no
+	// tape.
+	deep := strings.Repeat("[", maxTokenizeDepth+1) + strings.Repeat("]", maxTokenizeDepth+1)
+	if _, ok := Tokenize([]byte(deep[1 : len(deep)-1])); !ok {
+		t.Errorf("Tokenize refused nesting %d deep", maxTokenizeDepth)
+	}
+	for _, bad := range []string{`{"a":}`, `{"a":1`, `"\x00"`, "\"\xff\"", `[1,]`, deep} {
 		if _, ok := Tokenize([]byte(bad)); ok {
 			t.Errorf("Tokenize accepted %q", bad)
 		}
