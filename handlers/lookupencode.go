@@ -37,9 +37,27 @@ func (a bulkAnswer) size() int {
 }
 
 func (a bulkAnswer) appendTo(b []byte) []byte {
-	b = append(b, `{"threepids":[`...)
+	return appendFound(b, a, `{"threepids":[`, "]}\n", a.m.List, bulkAnswer.appendTriple)
+}
+
+// appendTriple appends [medium, address, mxid] of in[i].
+func (a bulkAnswer) appendTriple(b []byte, i int, mxid string) []byte {
+	b = append(b, '[')
+	b = appendMedium(b, a.in[i][0])
+	b = append(b, ',')
+	b = appendJSONString(b, a.in[i][1])
+	b = append(b, ',')
+	b = appendJSONString(b, mxid)
+	return append(b, ']')
+}
+
+// appendFound appends open, then item's encoding of every MXID found
+// (list[i] not ""), comma-separated, then close: the frame of both lookup
+// answers. item is a method expression, so no closure is allocated.
+func appendFound[A any](b []byte, a A, open, close string, list []string, item func(A, []byte, int, string) []byte) []byte {
+	b = append(b, open...)
 	first := true
-	for i, m := range a.m.List {
+	for i, m := range list {
 		if m == "" {
 			continue
 		}
@@ -47,15 +65,9 @@ func (a bulkAnswer) appendTo(b []byte) []byte {
 			b = append(b, ',')
 		}
 		first = false
-		b = append(b, '[')
-		b = appendMedium(b, a.in[i][0])
-		b = append(b, ',')
-		b = appendJSONString(b, a.in[i][1])
-		b = append(b, ',')
-		b = appendJSONString(b, m)
-		b = append(b, ']')
+		b = item(a, b, i, m)
 	}
-	return append(b, "]}\n"...)
+	return append(b, close...)
 }
 
 // appendMedium is appendJSONString, the two media the spec names
@@ -98,21 +110,14 @@ func (a mappingsAnswer) size() int {
 }
 
 func (a mappingsAnswer) appendTo(b []byte) []byte {
-	b = append(b, `{"mappings":{`...)
-	first := true
-	for i, m := range a.m.List {
-		if m == "" {
-			continue
-		}
-		if !first {
-			b = append(b, ',')
-		}
-		first = false
-		b = appendJSONString(b, a.hashes[i])
-		b = append(b, ':')
-		b = appendJSONString(b, m)
-	}
-	return append(b, "}}\n"...)
+	return appendFound(b, a, `{"mappings":{`, "}}\n", a.m.List, mappingsAnswer.appendMapping)
+}
+
+// appendMapping appends "hash":"mxid" of hashes[i].
+func (a mappingsAnswer) appendMapping(b []byte, i int, mxid string) []byte {
+	b = appendJSONString(b, a.hashes[i])
+	b = append(b, ':')
+	return appendJSONString(b, mxid)
 }
 
 // answerBufs holds answer buffers for reuse; the writer has copied the
